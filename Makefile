@@ -1,0 +1,45 @@
+# The two commands of the quick start: `make run` and `make test`. Each sets up what it needs
+# on a fresh Debian machine: a venv with the package and its test tools, and Debian's gearmand
+# (gearman-job-server) plus the C client (gearman-tools) when they are missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+CONFIG ?= etc/gearmgr.yaml
+export PATH := $(PATH):/usr/sbin:/sbin
+
+.PHONY: setup venv gearmand run test lint format bench docs clean
+
+setup: venv gearmand
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e . -r requirements-dev.txt
+	touch $@
+
+gearmand:
+	@if ! command -v gearmand >/dev/null || ! command -v gearman >/dev/null; then \
+		echo "installing gearman-job-server and gearman-tools with apt-get"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gearman-job-server gearman-tools; \
+	fi
+
+run: setup
+	@echo "gearmgr: starting the supervisor with the example workers (Ctrl-C stops it)."
+	@echo "gearmgr: in another terminal: gearman -p 4730 -f reverse hello   (or: $(VENV)/bin/gearmgr submit reverse hello)"
+	$(VENV)/bin/gearmgr run -c $(CONFIG)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check gearmgr tests bench workers
+	$(VENV)/bin/ruff format --check gearmgr tests bench workers
+
+format: venv
+	$(VENV)/bin/ruff format gearmgr tests bench workers
+	$(VENV)/bin/ruff check --fix gearmgr tests bench workers
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

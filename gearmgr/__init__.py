@@ -1,0 +1,1 @@
+"""gearmgr: run pools of Gearman workers."""

@@ -1,0 +1,303 @@
+"""The Gearman wire protocol, sans-IO: bytes in, packets out, and back.
+
+No sockets and no clocks live here. The worker, the client and the admin tools all put their
+own socket loop on top of this codec. The binary framing (gearmand's ``PROTOCOL`` file) is a
+12-byte header (magic ``\\0REQ`` or ``\\0RES``, a big-endian packet type and a big-endian body
+length) followed by NUL-separated arguments, the last of which runs to the end of the body and
+may itself contain NULs.
+
+Malformed input (bad magic, unknown packet type, a length over the limit, too few arguments)
+raises :class:`ProtocolError`; callers close and reopen the connection on it.
+
+The text admin protocol (``status``, ``workers``, ``version``) shares the port: requests are
+lines, answers are lines ending with a line holding a single ``.`` (for list commands) or a
+single ``OK ...``/``ERR ...`` line.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+
+__all__ = [
+    "MAX_PACKET_SIZE",
+    "REQ",
+    "RES",
+    "AdminDecoder",
+    "Decoder",
+    "Packet",
+    "PacketType",
+    "ProtocolError",
+    "encode",
+    "parse_status",
+    "parse_workers",
+]
+
+REQ = b"\0REQ"
+RES = b"\0RES"
+HEADER = struct.Struct(">4sII")
+HEADER_SIZE = HEADER.size
+#: Largest body accepted from a peer. gearmand itself has no hard limit; 1 GiB guards against
+#: garbage that happens to start with a valid magic.
+MAX_PACKET_SIZE = 1 << 30
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that are not a valid Gearman packet: close the connection."""
+
+
+class PacketType(IntEnum):
+    CAN_DO = 1
+    CANT_DO = 2
+    RESET_ABILITIES = 3
+    PRE_SLEEP = 4
+    NOOP = 6
+    SUBMIT_JOB = 7
+    JOB_CREATED = 8
+    GRAB_JOB = 9
+    NO_JOB = 10
+    JOB_ASSIGN = 11
+    WORK_STATUS = 12
+    WORK_COMPLETE = 13
+    WORK_FAIL = 14
+    GET_STATUS = 15
+    ECHO_REQ = 16
+    ECHO_RES = 17
+    SUBMIT_JOB_BG = 18
+    ERROR = 19
+    STATUS_RES = 20
+    SUBMIT_JOB_HIGH = 21
+    SET_CLIENT_ID = 22
+    CAN_DO_TIMEOUT = 23
+    ALL_YOURS = 24
+    WORK_EXCEPTION = 25
+    OPTION_REQ = 26
+    OPTION_RES = 27
+    WORK_DATA = 28
+    WORK_WARNING = 29
+    GRAB_JOB_UNIQ = 30
+    JOB_ASSIGN_UNIQ = 31
+    SUBMIT_JOB_HIGH_BG = 32
+    SUBMIT_JOB_LOW = 33
+    SUBMIT_JOB_LOW_BG = 34
+    SUBMIT_JOB_SCHED = 35
+    SUBMIT_JOB_EPOCH = 36
+    SUBMIT_REDUCE_JOB = 37
+    SUBMIT_REDUCE_JOB_BACKGROUND = 38
+    GRAB_JOB_ALL = 39
+    JOB_ASSIGN_ALL = 40
+    GET_STATUS_UNIQUE = 41
+    STATUS_RES_UNIQUE = 42
+
+
+T = PacketType
+
+#: Number of arguments in each packet's body (the last one takes the rest of the body).
+ARG_COUNT: dict[int, int] = {
+    T.CAN_DO: 1,
+    T.CANT_DO: 1,
+    T.RESET_ABILITIES: 0,
+    T.PRE_SLEEP: 0,
+    T.NOOP: 0,
+    T.SUBMIT_JOB: 3,
+    T.JOB_CREATED: 1,
+    T.GRAB_JOB: 0,
+    T.NO_JOB: 0,
+    T.JOB_ASSIGN: 3,
+    T.WORK_STATUS: 3,
+    T.WORK_COMPLETE: 2,
+    T.WORK_FAIL: 1,
+    T.GET_STATUS: 1,
+    T.ECHO_REQ: 1,
+    T.ECHO_RES: 1,
+    T.SUBMIT_JOB_BG: 3,
+    T.ERROR: 2,
+    T.STATUS_RES: 5,
+    T.SUBMIT_JOB_HIGH: 3,
+    T.SET_CLIENT_ID: 1,
+    T.CAN_DO_TIMEOUT: 2,
+    T.ALL_YOURS: 0,
+    T.WORK_EXCEPTION: 2,
+    T.OPTION_REQ: 1,
+    T.OPTION_RES: 1,
+    T.WORK_DATA: 2,
+    T.WORK_WARNING: 2,
+    T.GRAB_JOB_UNIQ: 0,
+    T.JOB_ASSIGN_UNIQ: 4,
+    T.SUBMIT_JOB_HIGH_BG: 3,
+    T.SUBMIT_JOB_LOW: 3,
+    T.SUBMIT_JOB_LOW_BG: 3,
+    T.SUBMIT_JOB_SCHED: 8,
+    T.SUBMIT_JOB_EPOCH: 4,
+    T.SUBMIT_REDUCE_JOB: 4,
+    T.SUBMIT_REDUCE_JOB_BACKGROUND: 4,
+    T.GRAB_JOB_ALL: 0,
+    T.JOB_ASSIGN_ALL: 5,
+    T.GET_STATUS_UNIQUE: 1,
+    T.STATUS_RES_UNIQUE: 6,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One decoded packet: its type, its arguments and whether it was a request or a response."""
+
+    type: int
+    args: tuple[bytes, ...] = ()
+    magic: bytes = RES
+
+    def __repr__(self) -> str:
+        try:
+            name = PacketType(self.type).name
+        except ValueError:
+            name = str(self.type)
+        return f"Packet({name}, {self.args!r})"
+
+
+_pack_header = HEADER.pack
+
+
+def encode(ptype: int, *args: bytes, magic: bytes = REQ) -> bytes:
+    """One packet as bytes. Only the last argument may contain NUL bytes."""
+    body = b"\0".join(args)
+    return _pack_header(magic, ptype, len(body)) + body
+
+
+class Decoder:
+    """Incremental packet decoder: feed it bytes as they arrive, get whole packets back.
+
+    ``expect`` is the magic the peer must send: ``RES`` for a client or worker reading from
+    gearmand, ``REQ`` for code that plays the server (tests, fakes).
+    """
+
+    __slots__ = ("_buf", "_expect", "_max_size")
+
+    def __init__(self, expect: bytes = RES, max_size: int = MAX_PACKET_SIZE) -> None:
+        self._buf = b""
+        self._expect = expect
+        self._max_size = max_size
+
+    @property
+    def pending(self) -> int:
+        """Bytes received but not yet part of a whole packet."""
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[Packet]:
+        """Add ``data`` and return every packet it completes, in order."""
+        buf = self._buf + data if self._buf else data
+        out: list[Packet] = []
+        pos = 0
+        end = len(buf)
+        unpack_from = HEADER.unpack_from
+        while end - pos >= HEADER_SIZE:
+            magic, ptype, size = unpack_from(buf, pos)
+            if magic != self._expect:
+                self._buf = b""
+                raise ProtocolError(f"bad magic {bytes(magic)!r}, expected {self._expect!r}")
+            nargs = ARG_COUNT.get(ptype)
+            if nargs is None:
+                self._buf = b""
+                raise ProtocolError(f"unknown packet type {ptype}")
+            if size > self._max_size:
+                self._buf = b""
+                raise ProtocolError(f"packet of {size} bytes exceeds the limit of {self._max_size}")
+            start = pos + HEADER_SIZE
+            if end - start < size:
+                break
+            body = buf[start : start + size]
+            pos = start + size
+            if nargs == 0:
+                args: tuple[bytes, ...] = ()
+            elif nargs == 1:
+                args = (body,)
+            else:
+                parts = body.split(b"\0", nargs - 1)
+                if len(parts) != nargs:
+                    self._buf = b""
+                    raise ProtocolError(
+                        f"{PacketType(ptype).name} needs {nargs} arguments, got {len(parts)}"
+                    )
+                args = tuple(parts)
+            out.append(Packet(ptype, args, magic))
+        self._buf = buf[pos:] if pos < end else b""
+        return out
+
+
+class AdminDecoder:
+    """Incremental decoder for answers of the text admin protocol.
+
+    ``expect_list`` tells whether the command answers with lines ended by ``.`` (``status``,
+    ``workers``) or with one line (``version``, ``getpid``). :meth:`feed` returns the answer's
+    lines once it is complete, else ``None``.
+    """
+
+    __slots__ = ("_buf", "_list")
+
+    def __init__(self, expect_list: bool) -> None:
+        self._buf = b""
+        self._list = expect_list
+
+    def feed(self, data: bytes) -> list[str] | None:
+        self._buf += data
+        if b"\n" not in self._buf:
+            return None
+        lines = self._buf.decode("utf-8", "replace").split("\n")
+        if lines[0].startswith("ERR "):
+            raise ProtocolError(f"admin command failed: {lines[0].strip()}")
+        if not self._list:
+            return [lines[0].rstrip("\r")]
+        complete = [ln.rstrip("\r") for ln in lines[:-1]]
+        if "." in complete:
+            return complete[: complete.index(".")]
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionStatus:
+    """One row of the admin ``status`` answer."""
+
+    function: str
+    total: int  # queued, running included
+    running: int
+    workers: int  # connected workers that can do it, busy ones included
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One row of the admin ``workers`` answer."""
+
+    fd: int
+    ip: str
+    client_id: str
+    functions: tuple[str, ...]
+
+
+def parse_status(lines: list[str]) -> list[FunctionStatus]:
+    """Rows of ``status``: ``FUNCTION\\tTOTAL\\tRUNNING\\tWORKERS``."""
+    rows = []
+    for line in lines:
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise ProtocolError(f"unexpected status line {line!r}")
+        try:
+            rows.append(FunctionStatus(parts[0], int(parts[1]), int(parts[2]), int(parts[3])))
+        except ValueError:
+            raise ProtocolError(f"unexpected status line {line!r}") from None
+    return rows
+
+
+def parse_workers(lines: list[str]) -> list[WorkerInfo]:
+    """Rows of ``workers``: ``FD IP CLIENT-ID : FUNCTION ...``."""
+    rows = []
+    for line in lines:
+        head, sep, tail = line.partition(" :")
+        parts = head.split(" ")
+        if not sep or len(parts) < 3:
+            raise ProtocolError(f"unexpected workers line {line!r}")
+        try:
+            fd = int(parts[0])
+        except ValueError:
+            raise ProtocolError(f"unexpected workers line {line!r}") from None
+        rows.append(WorkerInfo(fd, parts[1], " ".join(parts[2:]), tuple(tail.split())))
+    return rows
