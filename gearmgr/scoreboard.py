@@ -1,0 +1,112 @@
+"""The scoreboard: one fixed-size slot per worker process in shared memory (as php-fpm does).
+
+The supervisor maps it before forking; each worker writes its own slot with plain 8-byte stores
+on the job path (no syscalls, no locks, no pipes to fill up) and the supervisor reads every slot
+when it needs to (status, metrics, timeouts). Aligned 8-byte stores are atomic on the platforms
+gearmgr runs on, so a reader sees either the old or the new value of a field, never a mix.
+
+Slot layout, in 8-byte words:
+
+    0 pid            4 jobs_failed       8 exit_reason
+    1 state          5 rss (bytes)       9 servers_connected
+    2 job_started    6 started_at       10 last_duration (float, s)
+    3 jobs_done      7 job_deadline     11 - 15 reserved
+    16 + 2*i, 17 + 2*i: done and failed counters of the process's i-th function (up to 48)
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass
+
+WORDS_PER_SLOT = 16 + 2 * 48
+SLOT_BYTES = WORDS_PER_SLOT * 8
+MAX_FUNCTION_COUNTERS = 48
+
+PID, STATE, JOB_STARTED, JOBS_DONE, JOBS_FAILED, RSS, STARTED_AT, JOB_DEADLINE = range(8)
+EXIT_REASON, SERVERS_CONNECTED, LAST_DURATION = 8, 9, 10
+FUNC_BASE = 16
+
+# States (word STATE)
+EMPTY, STARTING, IDLE, BUSY, STOPPING = range(5)
+STATE_NAMES = {EMPTY: "empty", STARTING: "starting", IDLE: "idle", BUSY: "busy", STOPPING: "stopping"}
+
+# Why a worker left on its own (word EXIT_REASON), read by the supervisor after reaping it.
+REASON_NONE, REASON_MAX_JOBS, REASON_MAX_LIFETIME, REASON_MAX_MEMORY = range(4)
+REASON_STOP, REASON_PARENT_GONE, REASON_TIMEOUT, REASON_NO_FUNCTIONS = range(4, 8)
+REASON_NAMES = {
+    REASON_NONE: "crash",
+    REASON_MAX_JOBS: "max_jobs",
+    REASON_MAX_LIFETIME: "max_lifetime",
+    REASON_MAX_MEMORY: "max_memory",
+    REASON_STOP: "stop",
+    REASON_PARENT_GONE: "parent_gone",
+    REASON_TIMEOUT: "timeout",
+    REASON_NO_FUNCTIONS: "import",
+}
+
+# The float-valued words; every other word is an unsigned integer.
+FLOAT_WORDS = frozenset({JOB_STARTED, STARTED_AT, JOB_DEADLINE, LAST_DURATION})
+
+
+@dataclass(frozen=True)
+class SlotView:
+    """A snapshot of one slot, as the supervisor reads it."""
+
+    pid: int
+    state: str
+    jobs_done: int
+    jobs_failed: int
+    job_started: float
+    job_deadline: float
+    rss: int
+    started_at: float
+    exit_reason: str
+    servers_connected: int
+    last_duration: float
+    function_counts: tuple[tuple[int, int], ...]
+
+
+class Scoreboard:
+    """``capacity`` slots in an anonymous shared mapping, inherited by forked workers."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self.capacity = capacity
+        self._map = mmap.mmap(-1, capacity * SLOT_BYTES, flags=mmap.MAP_SHARED)
+        self.words = memoryview(self._map).cast("Q")
+        self.floats = memoryview(self._map).cast("d")
+
+    def clear(self, index: int) -> None:
+        base = index * WORDS_PER_SLOT
+        self.words[base : base + WORDS_PER_SLOT] = memoryview(bytes(SLOT_BYTES)).cast("Q")
+
+    def base(self, index: int) -> int:
+        """The first word of slot ``index``: a worker adds the field offsets to it."""
+        return index * WORDS_PER_SLOT
+
+    def read(self, index: int, functions: int = 0) -> SlotView:
+        b = index * WORDS_PER_SLOT
+        w, f = self.words, self.floats
+        counts = tuple(
+            (w[b + FUNC_BASE + 2 * i], w[b + FUNC_BASE + 2 * i + 1])
+            for i in range(min(functions, MAX_FUNCTION_COUNTERS))
+        )
+        return SlotView(
+            pid=w[b + PID],
+            state=STATE_NAMES.get(w[b + STATE], "unknown"),
+            jobs_done=w[b + JOBS_DONE],
+            jobs_failed=w[b + JOBS_FAILED],
+            job_started=f[b + JOB_STARTED],
+            job_deadline=f[b + JOB_DEADLINE],
+            rss=w[b + RSS],
+            started_at=f[b + STARTED_AT],
+            exit_reason=REASON_NAMES.get(w[b + EXIT_REASON], "crash"),
+            servers_connected=w[b + SERVERS_CONNECTED],
+            last_duration=f[b + LAST_DURATION],
+            function_counts=counts,
+        )
+
+    def close(self) -> None:
+        self.words.release()
+        self.floats.release()
+        self._map.close()

@@ -1,0 +1,553 @@
+"""The worker loop: register, grab, run, reply, check limits, drain on request.
+
+Runs in a worker process (forked by the supervisor, or on its own through the library API).
+One process runs one job at a time, from any of its servers. Each server connection is a
+blocking socket read only when ``poll`` says it is readable, so the job path is: ``recv`` ->
+codec -> Job -> the function -> one ``send`` carrying the reply and the next GRAB_JOB_UNIQ.
+Nothing else happens there: no logging above debug, limits checked with arithmetic, the
+process title updated only when the process turns idle or busy.
+
+Signals: TERM asks for a graceful stop (finish the job in hand, send RESET_ABILITIES, exit);
+INT is ignored (the supervisor handles Ctrl-C for the whole group). Handlers only record; a
+wakeup pipe makes ``poll`` return.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from gearmgr import scoreboard as sb
+from gearmgr.job import Job, to_bytes
+from gearmgr.protocol import Decoder, PacketType, ProtocolError, encode
+
+log = logging.getLogger("gearmgr.worker")
+
+P = PacketType
+GRAB = encode(P.GRAB_JOB_UNIQ)
+PRE_SLEEP = encode(P.PRE_SLEEP)
+RESET_ABILITIES = encode(P.RESET_ABILITIES)
+_WORK_COMPLETE = P.WORK_COMPLETE
+_JOB_ASSIGN_UNIQ = P.JOB_ASSIGN_UNIQ
+_NOOP = P.NOOP
+_NO_JOB = P.NO_JOB
+
+DOWN, CONNECTING, UP = "down", "connecting", "up"
+RECONNECT_MIN = 0.1  # seconds; doubled on each failure up to RECONNECT_MAX, with jitter
+RECONNECT_MAX = 30.0
+KEEPALIVE_IDLE = 30.0  # an idle connection sends ECHO_REQ after this long without traffic
+KEEPALIVE_WAIT = 10.0  # and is dropped if the echo does not come back within this
+HOUSEKEEPING = 0.5  # seconds between checks of the parent, lifetime and keep-alives
+SEND_TIMEOUT = 30.0
+
+EXIT_OK = 0
+EXIT_NO_FUNCTIONS = 3  # no worker file of this process could be loaded
+EXIT_TIMEOUT = 4  # a job overran its timeout; it was failed and the process gave up
+
+
+def split_address(address: str, default_port: int = 4730) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        return address, default_port
+    return host.strip("[]"), int(port)
+
+
+class Connection:
+    """One job server as the worker sees it."""
+
+    __slots__ = (
+        "address",
+        "decoder",
+        "echo_deadline",
+        "failures",
+        "host",
+        "last_rx",
+        "port",
+        "retry_at",
+        "sleeping",
+        "sock",
+        "state",
+    )
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.host, self.port = split_address(address)
+        self.sock: socket.socket | None = None
+        self.decoder = Decoder()
+        self.state = DOWN
+        self.sleeping = False
+        self.failures = 0
+        self.retry_at = 0.0
+        self.last_rx = 0.0
+        self.echo_deadline = 0.0
+
+
+class Worker:
+    """Serve ``handlers`` (function name -> callable taking a Job) from every server.
+
+    ``timeouts`` maps function names to a job timeout in seconds: a job that runs longer is
+    failed for its client (WORK_WARNING + WORK_FAIL) and the process exits, so that gearmand
+    does not run it again elsewhere. ``max_jobs``, ``max_lifetime`` (seconds) and
+    ``max_memory`` (bytes) make the process leave between jobs; 0 disables each.
+    """
+
+    def __init__(
+        self,
+        servers: Iterable[str],
+        handlers: dict[str, Callable[[Job], Any]],
+        *,
+        client_id: str | None = None,
+        timeouts: dict[str, float] | None = None,
+        max_jobs: int = 0,
+        max_lifetime: float = 0.0,
+        max_memory: int = 0,
+        scoreboard: sb.Scoreboard | None = None,
+        slot: int = 0,
+        parent_pid: int | None = None,
+        title: Callable[[str], None] | None = None,
+    ) -> None:
+        self.handlers = dict(handlers)
+        self.conns = [Connection(a) for a in servers]
+        self.client_id = client_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.timeouts = {f: t for f, t in (timeouts or {}).items() if t > 0}
+        self.max_jobs = max_jobs
+        self.max_memory = max_memory
+        self.started = time.monotonic()
+        self.deadline = self.started + max_lifetime if max_lifetime > 0 else 0.0
+        self.parent_pid = parent_pid
+        self.jobs = 0
+        self.leaving = sb.REASON_NONE
+        self._set_title = title
+        self._busy = False
+        self._stop = False
+        self._by_fd: dict[int, Connection] = {}
+        self._poll = select.poll()
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        self._register_packet = self._registration()
+        self._names = ",".join(sorted(self.handlers))
+        # Scoreboard: the slot's words, written with plain stores.
+        self._sb = scoreboard
+        self._base = scoreboard.base(slot) if scoreboard else 0
+        self._func_index = {
+            name: i for i, name in enumerate(sorted(self.handlers)) if i < sb.MAX_FUNCTION_COUNTERS
+        }
+        self._memory_baseline = 0
+        # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
+        self._lock = threading.Lock() if self.timeouts else None
+        self._current: tuple[Connection, bytes, float, float] | None = None
+
+    # -- public -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve jobs until stopped or a limit is reached; return the exit code."""
+        self._install_signals()
+        self._poll.register(self._wakeup_r, select.POLLIN)
+        self._write_slot_start()
+        if self.max_memory:
+            self._memory_baseline = current_rss()
+            if self._memory_baseline > self.max_memory:
+                log.warning(
+                    "worker %s: a fresh process already uses %d bytes, over max_memory (%d); "
+                    "memory recycling is off for this process to avoid a recycle loop",
+                    self._names,
+                    self._memory_baseline,
+                    self.max_memory,
+                )
+                self.max_memory = 0
+        if self.timeouts:
+            threading.Thread(target=self._watchdog, name="gearmgr-timeout", daemon=True).start()
+        now = time.monotonic()
+        for conn in self.conns:
+            self._connect(conn, now)
+        self._title("idle")
+        next_housekeeping = now + HOUSEKEEPING
+        while not self._stop and not self.leaving:
+            events = self._poll.poll(self._poll_timeout(next_housekeeping))
+            for fd, ev in events:
+                conn = self._by_fd.get(fd)
+                if conn is None:
+                    self._drain_wakeup()
+                    continue
+                if conn.state == CONNECTING:
+                    self._finish_connect(conn)
+                else:
+                    self._receive(conn)
+                if self.leaving:
+                    break
+            now = time.monotonic()
+            if now >= next_housekeeping:
+                self._housekeeping(now)
+                next_housekeeping = now + HOUSEKEEPING
+        return self._shutdown()
+
+    def stop(self) -> None:
+        """Ask for a graceful stop (safe from a signal handler)."""
+        self._stop = True
+        try:
+            os.write(self._wakeup_w, b"\0")
+        except OSError:
+            pass
+
+    # -- connections ----------------------------------------------------------------------------
+
+    def _registration(self) -> bytes:
+        out = [encode(P.SET_CLIENT_ID, self.client_id.encode())]
+        out += [encode(P.CAN_DO, name.encode()) for name in sorted(self.handlers)]
+        out.append(GRAB)
+        return b"".join(out)
+
+    def _connect(self, conn: Connection, now: float) -> None:
+        try:
+            infos = socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)
+            family, stype, proto, _, addr = infos[0]
+            sock = socket.socket(family, stype, proto)
+        except OSError as exc:
+            self._lost(conn, now, f"cannot resolve: {exc}")
+            return
+        sock.setblocking(False)
+        rc = sock.connect_ex(addr)
+        conn.sock = sock
+        self._by_fd[sock.fileno()] = conn
+        if rc in (0, errno.EINPROGRESS):
+            conn.state = CONNECTING
+            self._poll.register(sock, select.POLLOUT)
+            if rc == 0:
+                self._finish_connect(conn)
+        else:
+            self._lost(conn, now, os.strerror(rc))
+
+    def _finish_connect(self, conn: Connection) -> None:
+        sock = conn.sock
+        assert sock is not None
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        now = time.monotonic()
+        if err:
+            self._lost(conn, now, os.strerror(err))
+            return
+        sock.setblocking(True)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sec = int(SEND_TIMEOUT)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", sec, 0))
+        self._poll.modify(sock, select.POLLIN)
+        conn.state = UP
+        conn.decoder = Decoder()
+        conn.sleeping = False
+        conn.last_rx = now
+        conn.echo_deadline = 0.0
+        if conn.failures:
+            log.info("worker %s: connected to %s again", self._names, conn.address)
+        conn.failures = 0
+        self._count_connected()
+        if self._stop or self.leaving:
+            return
+        self._send(conn, self._register_packet)
+
+    def _lost(self, conn: Connection, now: float, why: str) -> None:
+        """Close ``conn`` and schedule a reconnect with exponential backoff and jitter."""
+        if conn.sock is not None:
+            self._by_fd.pop(conn.sock.fileno(), None)
+            try:
+                self._poll.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+            conn.sock.close()
+            conn.sock = None
+        was_up = conn.state == UP
+        conn.state = DOWN
+        conn.failures += 1
+        delay = min(RECONNECT_MAX, RECONNECT_MIN * 2 ** (conn.failures - 1))
+        conn.retry_at = now + delay * random.uniform(0.8, 1.2)
+        level = logging.WARNING if was_up or conn.failures == 1 else logging.DEBUG
+        log.log(
+            level,
+            "worker %s: server %s unavailable (%s); retrying in %.1fs",
+            self._names,
+            conn.address,
+            why,
+            conn.retry_at - now,
+        )
+        self._count_connected()
+
+    def _count_connected(self) -> None:
+        if self._sb is not None:
+            up = sum(1 for c in self.conns if c.state == UP)
+            self._sb.words[self._base + sb.SERVERS_CONNECTED] = up
+
+    def _send(self, conn: Connection, data: bytes) -> bool:
+        sock = conn.sock
+        if sock is None or conn.state != UP:
+            return False
+        try:
+            sock.sendall(data)
+            return True
+        except OSError as exc:
+            self._lost(conn, time.monotonic(), f"send failed: {exc}")
+            return False
+
+    # -- packets ---------------------------------------------------------------------------------
+
+    def _receive(self, conn: Connection) -> None:
+        sock = conn.sock
+        assert sock is not None
+        try:
+            data = sock.recv(262144)
+        except OSError as exc:
+            self._lost(conn, time.monotonic(), f"receive failed: {exc}")
+            return
+        if not data:
+            self._lost(conn, time.monotonic(), "connection closed by the server")
+            return
+        try:
+            packets = conn.decoder.feed(data)
+        except ProtocolError as exc:
+            self._lost(conn, time.monotonic(), f"protocol error: {exc}")
+            return
+        conn.last_rx = time.monotonic()
+        conn.echo_deadline = 0.0
+        for packet in packets:
+            ptype = packet.type
+            if ptype == _JOB_ASSIGN_UNIQ:
+                self._run_job(conn, packet.args)
+            elif ptype == _NOOP:
+                if conn.sleeping and not (self._stop or self.leaving):
+                    conn.sleeping = False
+                    self._send(conn, GRAB)
+            elif ptype == _NO_JOB:
+                conn.sleeping = True
+                self._send(conn, PRE_SLEEP)
+                if self._busy and all(c.sleeping or c.state != UP for c in self.conns):
+                    self._busy = False
+                    self._title("idle")
+            elif ptype == P.ERROR:
+                code, text = packet.args
+                log.warning(
+                    "worker %s: server %s sent ERROR %s: %s",
+                    self._names,
+                    conn.address,
+                    code.decode(errors="replace"),
+                    text.decode(errors="replace"),
+                )
+            elif ptype != P.ECHO_RES:
+                log.debug("worker %s: ignoring %r from %s", self._names, packet, conn.address)
+
+    def _run_job(self, conn: Connection, args: tuple[bytes, ...]) -> None:
+        handle_b, function_b, unique_b, data = args
+        function = function_b.decode()
+        handler = self.handlers.get(function)
+        if not self._busy:
+            self._busy = True
+            self._title("busy")
+        words = self._sb.words if self._sb is not None else None
+        base = self._base
+        start = time.monotonic()
+        if words is not None:
+            floats = self._sb.floats  # type: ignore[union-attr]
+            floats[base + sb.JOB_STARTED] = start
+            words[base + sb.STATE] = sb.BUSY
+        send = self._job_sender(conn)
+        job = Job(handle_b.decode(), function, unique_b.decode(errors="replace"), data, send)
+        timeout = self.timeouts.get(function) if self.timeouts else None
+        if timeout:
+            if words is not None:
+                floats[base + sb.JOB_DEADLINE] = start + timeout
+            self._current = (conn, handle_b, start + timeout, timeout)
+        failed = False
+        try:
+            if handler is None:
+                raise LookupError(f"this process does not serve function {function!r}")
+            reply = encode(_WORK_COMPLETE, handle_b, to_bytes(handler(job)))
+        except BaseException as exc:  # the job fails, the process lives on
+            failed = True
+            text = f"{type(exc).__name__}: {exc}"
+            job.log.error("failed: %s", text, exc_info=not isinstance(exc, SystemExit))
+            reply = encode(P.WORK_WARNING, handle_b, text.encode()) + encode(P.WORK_FAIL, handle_b)
+            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+                self._stop = True
+        end = time.monotonic()
+        self.jobs += 1
+        if words is not None:
+            words[base + sb.JOBS_DONE] = self.jobs
+            floats[base + sb.LAST_DURATION] = end - start
+            i = self._func_index.get(function)
+            if i is not None:
+                words[base + sb.FUNC_BASE + 2 * i + failed] += 1
+            if failed:
+                words[base + sb.JOBS_FAILED] += 1
+            words[base + sb.STATE] = sb.IDLE
+        self._check_limits(end)
+        if not (self._stop or self.leaving):
+            reply += GRAB
+        if self._lock is not None:
+            with self._lock:
+                self._current = None
+                if words is not None:
+                    floats[base + sb.JOB_DEADLINE] = 0.0
+                ok = self._send(conn, reply)
+        else:
+            ok = self._send(conn, reply)
+        if not ok:
+            log.warning(
+                "worker %s: the result of job %s could not be sent to %s; gearmand re-queues "
+                "a job whose worker disconnected (unless it restarted without a persistent queue)",
+                self._names,
+                job.handle,
+                conn.address,
+            )
+
+    def _job_sender(self, conn: Connection) -> Callable[[bytes], None]:
+        lock = self._lock
+
+        def send(data: bytes) -> None:
+            if lock is None:
+                self._send(conn, data)
+            else:
+                with lock:
+                    self._send(conn, data)
+
+        return send
+
+    def _check_limits(self, now: float) -> None:
+        if self.max_jobs and self.jobs >= self.max_jobs:
+            self.leaving = sb.REASON_MAX_JOBS
+        elif self.deadline and now >= self.deadline:
+            self.leaving = sb.REASON_MAX_LIFETIME
+        elif self.max_memory:
+            rss = current_rss()
+            if self._sb is not None:
+                self._sb.words[self._base + sb.RSS] = rss
+            if rss > self.max_memory:
+                self.leaving = sb.REASON_MAX_MEMORY
+
+    # -- timeouts ----------------------------------------------------------------------------------
+
+    def _watchdog(self) -> None:
+        """Fail a job that overran its timeout, then leave (runs in a thread).
+
+        gearmand's own CAN_DO_TIMEOUT re-queues an expired job (so it runs twice) and clamps
+        the value to 1 s; gearmgr registers plain CAN_DO and enforces the timeout here instead:
+        the client gets WORK_WARNING "TimeoutError: ..." and WORK_FAIL, and the process, whose
+        job code may still be running, exits. If the job holds the GIL so this thread never
+        runs, the supervisor kills the process a little later (the job is then re-queued).
+        """
+        assert self._lock is not None
+        nap = min(self.timeouts.values())
+        while True:
+            current = self._current
+            now = time.monotonic()
+            if current is None or now < current[2]:
+                time.sleep(nap if current is None else max(0.001, current[2] - now))
+                continue
+            with self._lock:
+                if self._current is not current:
+                    continue
+                conn, handle, _, limit = current
+                text = f"TimeoutError: job exceeded its timeout of {limit:g}s".encode()
+                fail = encode(P.WORK_WARNING, handle, text) + encode(P.WORK_FAIL, handle)
+                self._send(conn, fail)
+                log.error(
+                    "worker %s: job %s overran its timeout; failed it and exiting",
+                    self._names,
+                    handle.decode(errors="replace"),
+                )
+                if self._sb is not None:
+                    self._sb.words[self._base + sb.EXIT_REASON] = sb.REASON_TIMEOUT
+                for handler in logging.getLogger().handlers:
+                    handler.flush()
+                os._exit(EXIT_TIMEOUT)
+
+    # -- housekeeping --------------------------------------------------------------------------------
+
+    def _poll_timeout(self, next_housekeeping: float) -> int:
+        wait = next_housekeeping - time.monotonic()
+        return max(0, int(wait * 1000) + 1)
+
+    def _housekeeping(self, now: float) -> None:
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            log.warning("worker %s: the supervisor is gone; exiting", self._names)
+            self.leaving = sb.REASON_PARENT_GONE
+            return
+        if self.deadline and now >= self.deadline:
+            self.leaving = sb.REASON_MAX_LIFETIME
+            return
+        for conn in self.conns:
+            if conn.state == DOWN and now >= conn.retry_at:
+                self._connect(conn, now)
+            elif conn.state == UP and conn.sleeping:
+                if conn.echo_deadline and now > conn.echo_deadline:
+                    self._lost(conn, now, "no answer to keep-alive ECHO_REQ")
+                elif not conn.echo_deadline and now - conn.last_rx > KEEPALIVE_IDLE:
+                    conn.echo_deadline = now + KEEPALIVE_WAIT
+                    self._send(conn, encode(P.ECHO_REQ, b"gearmgr"))
+        if self._sb is not None and not self.max_memory:
+            self._sb.words[self._base + sb.RSS] = current_rss()
+        self._title("busy" if self._busy else "idle")
+
+    def _shutdown(self) -> int:
+        reason = self.leaving or sb.REASON_STOP
+        if self._sb is not None:
+            self._sb.words[self._base + sb.EXIT_REASON] = reason
+            self._sb.words[self._base + sb.STATE] = sb.STOPPING
+        for conn in self.conns:
+            if conn.state == UP:
+                self._send(conn, RESET_ABILITIES)
+            if conn.sock is not None:
+                conn.sock.close()
+        if reason != sb.REASON_STOP:
+            log.info(
+                "worker %s: leaving after %d jobs (%s)", self._names, self.jobs, sb.REASON_NAMES[reason]
+            )
+        return EXIT_OK
+
+    # -- process state ---------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        os.set_blocking(self._wakeup_w, False)
+        os.set_blocking(self._wakeup_r, False)
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while os.read(self._wakeup_r, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _write_slot_start(self) -> None:
+        if self._sb is None:
+            return
+        w, f, b = self._sb.words, self._sb.floats, self._base
+        w[b + sb.PID] = os.getpid()
+        f[b + sb.STARTED_AT] = self.started
+        w[b + sb.STATE] = sb.IDLE
+        w[b + sb.RSS] = current_rss()
+
+    def _title(self, state: str) -> None:
+        if self._set_title is not None:
+            self._set_title(f"gearmgr: worker {self._names} [jobs={self.jobs} {state}]")
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def current_rss() -> int:
+    """This process's resident set size in bytes (one read of /proc/self/statm)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
