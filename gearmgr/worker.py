@@ -115,6 +115,7 @@ class Worker:
         slot: int = 0,
         parent_pid: int | None = None,
         title: Callable[[str], None] | None = None,
+        counters: list[str] | None = None,
     ) -> None:
         self.handlers = dict(handlers)
         self.conns = [Connection(a) for a in servers]
@@ -138,8 +139,9 @@ class Worker:
         # Scoreboard: the slot's words, written with plain stores.
         self._sb = scoreboard
         self._base = scoreboard.base(slot) if scoreboard else 0
+        order = counters if counters is not None else sorted(self.handlers)
         self._func_index = {
-            name: i for i, name in enumerate(sorted(self.handlers)) if i < sb.MAX_FUNCTION_COUNTERS
+            name: i for i, name in enumerate(order) if i < sb.MAX_FUNCTION_COUNTERS
         }
         self._memory_baseline = 0
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.

@@ -1,0 +1,5 @@
+import sys
+
+from gearmgr.cli import main
+
+sys.exit(main())

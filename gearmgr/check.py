@@ -1,0 +1,51 @@
+"""``gearmgr check``: validate the config, import every worker file in a throwaway subprocess,
+print the process plan."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from gearmgr.config import Config
+from gearmgr.discovery import discover, validate
+from gearmgr.plan import make_plan
+from gearmgr.units import format_duration, format_size
+
+EXIT_OK, EXIT_BROKEN = 0, 1
+
+
+def _limits(spec_limits: object) -> str:
+    parts = []
+    lim = spec_limits
+    if lim.max_jobs:  # type: ignore[attr-defined]
+        parts.append(f"max_jobs={lim.max_jobs}")  # type: ignore[attr-defined]
+    if lim.max_lifetime:  # type: ignore[attr-defined]
+        text = f"max_lifetime={format_duration(lim.max_lifetime)}"  # type: ignore[attr-defined]
+        if lim.lifetime_jitter:  # type: ignore[attr-defined]
+            text += f"+{format_duration(lim.lifetime_jitter)}"  # type: ignore[attr-defined]
+        parts.append(text)
+    if lim.max_memory:  # type: ignore[attr-defined]
+        parts.append(f"max_memory={format_size(lim.max_memory)}")  # type: ignore[attr-defined]
+    parts.append(f"graceful_timeout={format_duration(lim.graceful_timeout)}")  # type: ignore[attr-defined]
+    return " ".join(parts)
+
+
+def check(config: Config, out: TextIO) -> int:
+    found = discover(config.worker_dirs, config.include, config.exclude)
+    print(f"config: {config.path or '(defaults)'}: OK", file=out)
+    print(f"servers: {', '.join(config.servers)}" + (" (embedded)" if config.embedded_server else ""), file=out)
+    for problem in found.problems:
+        print(f"warning: {problem}", file=out)
+    results = validate(found.files)
+    broken = {n: e for n, e in results.items() if e}
+    print(f"functions: {len(found.files)} ({len(broken)} broken)", file=out)
+    for name, path in sorted(found.files.items()):
+        err = broken.get(name)
+        print(f"  {name:<24} {path}" + (f"\n    ERROR {err}" if err else ""), file=out)
+    plan = make_plan(config, found.files)
+    print(f"processes: {len(plan)}", file=out)
+    for spec in plan:
+        timeouts = ", ".join(f"{n}={format_duration(t)}" for n, t in spec.timeouts if t)
+        line = f"  {spec.key:<20} {','.join(spec.functions)}  [{_limits(spec.limits)}"
+        line += f" timeout: {timeouts}]" if timeouts else "]"
+        print(line, file=out)
+    return EXIT_BROKEN if broken else EXIT_OK

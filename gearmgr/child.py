@@ -1,0 +1,94 @@
+"""What a forked worker process does before it serves jobs. Runs in the child only.
+
+Reset the supervisor's signal state, make sure the process dies with its parent, name the
+process, import the worker files (a file that fails is logged with its exception and left
+out; the process serves the others), then hand over to the worker loop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from gearmgr.discovery import WorkerLoadError, load_handler
+from gearmgr.scoreboard import REASON_NO_FUNCTIONS, EXIT_REASON, Scoreboard
+from gearmgr.worker import EXIT_NO_FUNCTIONS, Worker
+
+log = logging.getLogger("gearmgr.worker")
+PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``sig`` to this process when its parent dies (prctl). Must be called
+    after any privilege drop, which clears it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: the worker's parent check in its idle loop still applies
+
+
+def reset_signals() -> None:
+    """Undo what the supervisor installed: default dispositions, no wakeup fd."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def set_title(title: str) -> None:
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(title)
+    except ImportError:  # pragma: no cover - a declared dependency
+        pass
+
+
+def run_child(
+    *,
+    functions: dict[str, Path],
+    servers: tuple[str, ...],
+    timeouts: dict[str, float],
+    max_jobs: int,
+    max_lifetime: float,
+    max_memory: int,
+    scoreboard: Scoreboard,
+    slot: int,
+    parent_pid: int,
+    key: str,
+) -> int:
+    """Load the worker files and serve; returns the process's exit code."""
+    set_parent_death_signal()
+    if os.getppid() != parent_pid:
+        return 0
+    set_title(f"gearmgr: worker {','.join(sorted(functions))} [starting]")
+    handlers = {}
+    for name, path in sorted(functions.items()):
+        try:
+            handlers[name] = load_handler(name, path)
+        except WorkerLoadError as exc:
+            log.error("worker %s: function %s left out: %s", key, name, exc)
+    if not handlers:
+        scoreboard.words[scoreboard.base(slot) + EXIT_REASON] = REASON_NO_FUNCTIONS
+        return EXIT_NO_FUNCTIONS
+    worker = Worker(
+        servers,
+        handlers,
+        client_id=f"{socket.gethostname()}:{os.getpid()}:{key}",
+        timeouts=timeouts,
+        max_jobs=max_jobs,
+        max_lifetime=max_lifetime,
+        max_memory=max_memory,
+        scoreboard=scoreboard,
+        slot=slot,
+        parent_pid=parent_pid,
+        title=set_title,
+        counters=sorted(functions),
+    )
+    return worker.run()

@@ -1,0 +1,93 @@
+"""Logging for the supervisor and its workers: stderr (journald-friendly), a file, or syslog.
+
+Every process logs through the root logger to the same place. Lines carry the process id; a
+worker's lines carry its functions and a job's lines its handle (see job.py). Under systemd
+(``$JOURNAL_STREAM`` set) lines go without timestamps and with a ``<N>`` syslog priority prefix,
+which journald turns into the entry's priority.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_SYSLOG_PRIORITY = {
+    logging.DEBUG: 7,
+    logging.INFO: 6,
+    logging.WARNING: 4,
+    logging.ERROR: 3,
+    logging.CRITICAL: 2,
+}
+PLAIN_FORMAT = "%(asctime)s %(levelname)s gearmgr[%(process)d]: %(message)s"
+
+
+class JournalFormatter(logging.Formatter):
+    """``<priority>message`` lines for journald (SyslogLevelPrefix)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _SYSLOG_PRIORITY.get(record.levelno, 6)
+        text = super().format(record)
+        return "\n".join(f"<{prio}>{line}" for line in text.splitlines())
+
+
+_handler: logging.Handler | None = None
+_log_file: str | None = None
+
+
+def setup_logging(level: str = "info", log_file: str | None = None) -> None:
+    """Send every gearmgr record at ``level`` and above to stderr, ``log_file`` or syslog."""
+    global _handler, _log_file
+    root = logging.getLogger()
+    for old in list(root.handlers):  # e.g. the CLI's stderr handler for early messages
+        root.removeHandler(old)
+        if old is _handler:
+            old.close()
+    _log_file = log_file
+    handler: logging.Handler
+    if log_file == "syslog":
+        address = "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
+        handler = logging.handlers.SysLogHandler(address=address)
+        handler.setFormatter(logging.Formatter("gearmgr[%(process)d]: %(message)s"))
+    elif log_file:
+        handler = logging.FileHandler(log_file, encoding="utf-8", delay=False)
+        handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        if os.environ.get("JOURNAL_STREAM"):
+            handler.setFormatter(JournalFormatter("gearmgr[%(process)d]: %(message)s"))
+        else:
+            handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    _handler = handler
+    root.addHandler(handler)
+    root.setLevel(LEVELS.get(level, logging.INFO))
+
+
+def reopen_log_file() -> None:
+    """Reopen the log file after logrotate moved it (SIGUSR1)."""
+    if isinstance(_handler, logging.FileHandler):
+        _handler.acquire()
+        try:
+            _handler.close()
+            _handler.stream = _handler._open()
+        finally:
+            _handler.release()
+        redirect_stdio()
+
+
+def redirect_stdio() -> None:
+    """Point fds 1 and 2 at the log file, so that ``print`` and tracebacks of worker code end
+    up in the same place as the log. Nothing to do for stderr or syslog logging."""
+    if isinstance(_handler, logging.FileHandler) and _handler.stream is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        fd = _handler.stream.fileno()
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+
+
+def flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()

@@ -1,0 +1,691 @@
+"""The supervisor: one main loop that forks, reaps, recycles and stops worker processes.
+
+In the style of gunicorn's arbiter: signal handlers only record the signal; the loop waits on
+one selector (the wakeup pipe of ``signal.set_wakeup_fd``), handles each recorded signal by a
+method named for it, reaps every exited child, enforces deadlines, and reconciles the slots with
+the plan. The supervisor never imports worker code and never touches a job; workers fetch their
+own jobs from gearmand and report through the shared-memory scoreboard.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import selectors
+import signal
+import time
+from collections import Counter, deque
+from pathlib import Path
+
+from gearmgr import scoreboard as sb
+from gearmgr.config import Config, ConfigError, load_config
+from gearmgr.control import ControlError, ControlServer
+from gearmgr.discovery import Discovery, discover, validate
+from gearmgr.embedded import EmbeddedServer, EmbeddedServerError
+from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
+from gearmgr.plan import ProcessSpec, make_plan
+from gearmgr.slot import RUNNING, STOPPING, Slot
+
+log = logging.getLogger("gearmgr.supervisor")
+
+EXIT_OK = 0
+EXIT_FATAL = 1
+EXIT_USAGE = 2
+
+HANDLED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+)
+TIMEOUT_GRACE = 5.0  # a job past its timeout by this much is killed by the supervisor
+REPLACE_WAIT = 10.0  # longest wait for a replacement to register before draining the old one
+TICK = 1.0
+
+
+class FatalError(Exception):
+    """A run-time error that stops the supervisor with exit code 1."""
+
+
+def describe_exit(status: int) -> str:
+    """A wait status in words: 'exited with status 3', 'killed by SIGKILL'."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        text = f"killed by {name}"
+        if os.WCOREDUMP(status):
+            text += " (core dumped)"
+        if sig == signal.SIGKILL:
+            text += " (perhaps out of memory?)"
+        return text
+    return f"exited with status {os.WEXITSTATUS(status)}"
+
+
+class Supervisor:
+    """Runs the processes that ``config`` plans until it is signalled to stop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.slots: list[Slot] = []
+        self.draining: list[Slot] = []  # processes of slots no longer in the plan
+        self.replacing: deque[tuple[Slot, ProcessSpec]] = deque()
+        self.replacement: tuple[Slot, Slot, float] | None = None  # (old, new, started)
+        self.files: dict[str, Path] = {}
+        self.broken: dict[str, str] = {}
+        self.restarts: Counter[tuple[str, str]] = Counter()
+        self.scoreboard = sb.Scoreboard()
+        self._free = list(range(self.scoreboard.capacity - 1, -1, -1))
+        self._signals: deque[int] = deque()
+        self._selector = selectors.DefaultSelector()
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        self.stopping = False
+        self.stop_requests = 0
+        self.embedded: EmbeddedServer | None = None
+        self.started_at = time.time()
+        self.pid = os.getpid()
+        self._pid_fd: int | None = None
+        self._spawn_at = 0.0  # start-up pacing by spawn_delay
+        self.control: ControlServer | None = None
+        self.totals: dict[str, list[int]] = {}  # jobs done/failed by exited processes
+        self.loaded: dict[int, list[str]] = {}  # scoreboard index -> function counter order
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """What ``gearmgr run`` does: returns the exit code."""
+        setup_logging(self.config.log_level, self.config.log_file)
+        try:
+            self._start()
+            self._loop()
+        except FatalError as exc:
+            log.error("%s", exc)
+            self._kill_all(signal.SIGKILL)
+            self._final_cleanup()
+            return EXIT_FATAL
+        self._final_cleanup()
+        log.info("stopped")
+        return EXIT_OK
+
+    def _start(self) -> None:
+        self._write_pid_file()
+        try:
+            self.control = ControlServer(self.config.control_socket, self._control)
+        except ControlError as exc:
+            raise FatalError(str(exc)) from exc
+        self._install_signals()
+        from gearmgr.child import set_title
+
+        label = self.config.path or "defaults"
+        set_title(f"gearmgr: supervisor ({label})")
+        if self.config.embedded_server:
+            self._start_embedded()
+        self._load_functions(self.config)
+        plan = make_plan(self.config, self._plannable(self.config))
+        if not plan:
+            log.warning("no worker functions to run: check worker_dirs, include and exclude")
+        self.slots = [Slot(spec, self._take_index()) for spec in plan]
+        log.info(
+            "supervisor %d starting %d processes for %d functions on %s",
+            self.pid,
+            len(self.slots),
+            len(self.files),
+            ", ".join(self.config.servers),
+        )
+
+    def _loop(self) -> None:
+        self._selector.register(self._wakeup_r, selectors.EVENT_READ)
+        if self.control is not None:
+            self._selector.register(self.control, selectors.EVENT_READ)
+        while True:
+            now = time.monotonic()
+            for key, _ in self._selector.select(self._wait_time(now)):
+                if key.fileobj is self.control:
+                    self.control.serve_one()
+            self._drain_wakeup()
+            while self._signals:
+                self._dispatch(self._signals.popleft())
+            self._reap()
+            now = time.monotonic()
+            if self.stopping:
+                self._enforce_stop_deadlines(now)
+                if not self._children():
+                    return
+                continue
+            self._enforce_stop_deadlines(now)
+            self._enforce_job_timeouts(now)
+            self._advance_replacement(now)
+            self._spawn_due(now)
+
+    def _wait_time(self, now: float) -> float:
+        wake = now + TICK
+        for slot in self.slots:
+            if slot.state not in (RUNNING, STOPPING):
+                wake = min(wake, max(slot.next_start, self._spawn_at))
+        for slot in self._stopping_slots():
+            wake = min(wake, slot.kill_at)
+        return max(0.0, wake - now)
+
+    # -- signals -------------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for fd in (self._wakeup_r, self._wakeup_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, self._record_signal)
+
+    def _record_signal(self, sig: int, frame: object) -> None:
+        """The only thing a handler does: record the signal for the loop."""
+        self._signals.append(sig)
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while os.read(self._wakeup_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _dispatch(self, sig: int) -> None:
+        name = signal.Signals(sig).name.lower()
+        getattr(self, f"handle_{name[3:]}")()
+
+    def handle_chld(self) -> None:
+        """Children are reaped after every wake-up; nothing more to do."""
+
+    def handle_term(self) -> None:
+        self.stop_requests += 1
+        if self.stop_requests > 1:
+            log.warning("second stop request: killing every process now")
+            self._kill_all(signal.SIGKILL)
+            self.stopping = True
+            return
+        self.begin_stop()
+
+    handle_int = handle_term
+
+    def handle_quit(self) -> None:
+        log.warning("SIGQUIT: killing every process now")
+        self.stopping = True
+        self._kill_all(signal.SIGKILL)
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_usr1(self) -> None:
+        reopen_log_file()
+        log.info("log file reopened")
+        for slot in self._all_slots():
+            if slot.pid:
+                self._signal(slot, signal.SIGUSR1)
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    def begin_stop(self) -> None:
+        """Graceful stop: every process finishes the job in hand (up to its
+        graceful_timeout) and exits; then the supervisor exits."""
+        if self.stopping:
+            return
+        log.info("stopping: %d processes finish their jobs and exit", len(self._children()))
+        self.stopping = True
+        now = time.monotonic()
+        for slot in self._all_slots():
+            if slot.pid:
+                self._stop_slot(slot, now, "stop")
+
+    def _stop_slot(self, slot: Slot, now: float, reason: str) -> None:
+        slot.stopping(now, slot.spec.limits.graceful_timeout, reason)
+        self._signal(slot, signal.SIGTERM)
+
+    def _enforce_stop_deadlines(self, now: float) -> None:
+        for slot in self._stopping_slots():
+            if slot.pid and now >= slot.kill_at:
+                log.warning(
+                    "process %d (%s) did not stop within %gs: SIGKILL",
+                    slot.pid,
+                    slot.key,
+                    slot.spec.limits.graceful_timeout,
+                )
+                self._signal(slot, signal.SIGKILL)
+                slot.kill_at = now + 3600
+
+    def _kill_all(self, sig: int) -> None:
+        for slot in self._all_slots():
+            if slot.pid:
+                self._signal(slot, sig)
+
+    def _signal(self, slot: Slot, sig: int) -> None:
+        try:
+            os.kill(slot.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    # -- reaping -------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        """Reap every exited child: decode why it went, record the restart, free the slot."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self.embedded and pid == self.embedded.pid:
+                self._embedded_died(status)
+                continue
+            slot = self._slot_by_pid(pid)
+            if slot is None:
+                log.debug("reaped unknown child %d (%s)", pid, describe_exit(status))
+                continue
+            self._child_exited(slot, status)
+
+    def _child_exited(self, slot: Slot, status: int) -> None:
+        now = time.monotonic()
+        view = self.scoreboard.read(slot.index)
+        asked = slot.state == STOPPING
+        reason = slot.stop_reason if asked else view.exit_reason
+        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and reason != "crash"
+        how = describe_exit(status)
+        pid = slot.pid
+        self._add_totals(slot.index)
+        if slot in self.draining:
+            self.draining.remove(slot)
+            self._release_index(slot.index)
+            log.info("process %d (%s) %s after draining (%s)", pid, slot.key, how, reason)
+            return
+        if asked and reason == "stop":
+            log.info("process %d (%s) %s", pid, slot.key, how)
+            slot.exited(now, clean=True)
+            return
+        if reason in ("stop", "parent_gone") and not asked:
+            reason = "crash"
+        restart_reason = reason if reason in ("max_jobs", "max_lifetime", "max_memory", "timeout", "reload") else "crash"
+        self.restarts[(slot.spec.group, restart_reason)] += 1
+        delay = slot.exited(now, clean=clean or restart_reason in ("timeout", "reload"))
+        level = logging.INFO if restart_reason != "crash" else logging.WARNING
+        after = f"; restarting in {delay:.1f}s" if delay else "; restarting"
+        if reason == "import":
+            detail = "none of its worker files could be loaded"
+        else:
+            detail = restart_reason
+        log.log(level, "process %d (%s) %s (%s)%s", pid, slot.key, how, detail, after if not self.stopping else "")
+        self.scoreboard.clear(slot.index)
+
+    # -- spawning ------------------------------------------------------------------------------
+
+    def _spawn_due(self, now: float) -> None:
+        for slot in self.slots:
+            if not slot.due(now):
+                continue
+            if now < self._spawn_at:
+                return
+            self._spawn(slot, now)
+            if self.config.spawn_delay and not self._all_started_once:
+                self._spawn_at = now + self.config.spawn_delay
+                return
+        self._all_started_once = True
+
+    _all_started_once = False
+
+    def _spawn(self, slot: Slot, now: float) -> None:
+        spec = slot.spec
+        files = {n: self.files[n] for n in spec.functions if n in self.files}
+        if len(spec.functions) > 1:  # a shared process leaves out files known to be broken
+            files = {n: p for n, p in files.items() if n not in self.broken}
+        self.scoreboard.clear(slot.index)
+        self.scoreboard.words[self.scoreboard.base(slot.index) + sb.STATE] = sb.STARTING
+        self.loaded[slot.index] = sorted(files)
+        flush_logs()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            slot.started(0, now)
+            slot.exited(now, clean=False)
+            log.error("fork failed for %s: %s; retrying", slot.key, exc)
+            return
+        if pid == 0:  # the child
+            code = 1
+            try:
+                self._in_child()
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                from gearmgr.child import run_child
+
+                limits = spec.limits
+                lifetime = limits.max_lifetime
+                if lifetime and limits.lifetime_jitter:
+                    import random
+
+                    lifetime += random.uniform(0, limits.lifetime_jitter)
+                code = run_child(
+                    functions=files,
+                    servers=self.config.servers,
+                    timeouts=dict(spec.timeouts),
+                    max_jobs=limits.max_jobs,
+                    max_lifetime=lifetime,
+                    max_memory=limits.max_memory,
+                    scoreboard=self.scoreboard,
+                    slot=slot.index,
+                    parent_pid=self.pid,
+                    key=spec.key,
+                )
+            except BaseException:
+                log.exception("worker %s crashed", spec.key)
+            finally:
+                flush_logs()
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        slot.started(pid, now)
+        log.debug("started process %d (%s: %s)", pid, slot.key, ",".join(spec.functions))
+
+    def _in_child(self) -> None:
+        """Drop what belongs to the supervisor (runs in the child, right after fork)."""
+        from gearmgr.child import reset_signals
+
+        reset_signals()
+        self._selector.close()
+        if self.control is not None:
+            self.control.sock.close()
+        for fd in (self._wakeup_r, self._wakeup_w, self._pid_fd):
+            if fd is not None:
+                os.close(fd)
+
+    # -- timeouts ------------------------------------------------------------------------------
+
+    def _enforce_job_timeouts(self, now: float) -> None:
+        """Backstop for the worker's own timeout watchdog (which cannot run while a job holds
+        the GIL): kill a process whose job is past its deadline by TIMEOUT_GRACE."""
+        for slot in self.slots:
+            if slot.state != RUNNING:
+                continue
+            deadline = self.scoreboard.floats[self.scoreboard.base(slot.index) + sb.JOB_DEADLINE]
+            if deadline and now > deadline + TIMEOUT_GRACE:
+                log.error(
+                    "process %d (%s): job past its timeout and the worker did not fail it; "
+                    "SIGKILL (gearmand re-queues the job)",
+                    slot.pid,
+                    slot.key,
+                )
+                slot.stopping(now, 0, "timeout")
+                self._signal(slot, signal.SIGKILL)
+
+    # -- reload --------------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """HUP: reload the config, rescan the worker folders, and reconcile: start what the new
+        plan adds, drain what it drops, replace one by one what changed."""
+        path = self.config.path
+        try:
+            config = load_config(path) if path else self.config
+        except ConfigError as exc:
+            log.error("reload: the config does not load, keeping the running one: %s", exc)
+            return
+        old_files = dict(self.files)
+        self._load_functions(config)
+        if config.log_level != self.config.log_level or config.log_file != self.config.log_file:
+            setup_logging(config.log_level, config.log_file)
+        self.config = config
+        plan = make_plan(config, self._plannable(config))
+        by_key = {slot.key: slot for slot in self.slots}
+        slots: list[Slot] = []
+        changed_code = {n for n, p in self.files.items() if old_files.get(n) != p}
+        for spec in plan:
+            slot = by_key.pop(spec.key, None)
+            if slot is None:
+                slots.append(Slot(spec, self._take_index()))
+            elif slot.spec != spec or set(spec.functions) & changed_code:
+                slots.append(slot)
+                self.replacing.append((slot, spec))
+            else:
+                slots.append(slot)
+        now = time.monotonic()
+        for slot in by_key.values():
+            self._retire(slot, now)
+        self.slots = slots
+        log.info(
+            "reloaded: %d processes planned, %d to replace, %d retired",
+            len(plan),
+            len(self.replacing),
+            len(by_key),
+        )
+
+    def replace_functions(self, names: set[str]) -> int:
+        """Replace, one by one, the processes that serve any of ``names`` (code changed)."""
+        count = 0
+        for slot in self.slots:
+            if set(slot.spec.functions) & names:
+                self.replacing.append((slot, slot.spec))
+                count += 1
+        return count
+
+    def _retire(self, slot: Slot, now: float) -> None:
+        if slot.pid:
+            self.draining.append(slot)
+            self._stop_slot(slot, now, "retire")
+        else:
+            self._release_index(slot.index)
+
+    def _advance_replacement(self, now: float) -> None:
+        """Rolling replacement: start the new process, wait until it has registered, then
+        drain the old one; one slot at a time, so the pool never empties."""
+        if self.replacement is not None:
+            old, new, since = self.replacement
+            view = self.scoreboard.read(new.index)
+            ready = new.state == RUNNING and view.state in ("idle", "busy") and view.servers_connected
+            if not (ready or now - since > REPLACE_WAIT or new.state != RUNNING):
+                return
+            self.replacement = None
+            if old.pid:
+                self.draining.append(old)
+                self._stop_slot(old, now, "reload")
+            else:
+                self._release_index(old.index)
+            self.restarts[(old.spec.group, "reload")] += 1
+        while self.replacing and self.replacement is None:
+            old, spec = self.replacing.popleft()
+            if old not in self.slots:
+                continue
+            if not old.pid:
+                old.spec = spec
+                continue
+            new = Slot(spec, self._take_index())
+            self.slots[self.slots.index(old)] = new
+            self._spawn(new, now)
+            self.replacement = (old, new, now)
+
+    # -- functions -----------------------------------------------------------------------------
+
+    def _load_functions(self, config: Config) -> None:
+        """Scan the worker folders and validate every file in a throwaway subprocess."""
+        found: Discovery = discover(config.worker_dirs, config.include, config.exclude)
+        for problem in found.problems:
+            log.warning("%s", problem)
+        results = validate(found.files)
+        self.files = found.files
+        self.broken = {name: err for name, err in results.items() if err}
+        for name, err in sorted(self.broken.items()):
+            log.error("worker file for %s fails to load: %s", name, err)
+
+    def _plannable(self, config: Config) -> list[str]:
+        return sorted(self.files)
+
+    # -- embedded gearmand ---------------------------------------------------------------------
+
+    def _start_embedded(self) -> None:
+        state_dir = self.config.path.parent if self.config.path else Path.cwd()
+        self.embedded = EmbeddedServer(self.config.servers[0], state_dir)
+        try:
+            self.embedded.start()
+            self.embedded.wait_ready()
+        except (EmbeddedServerError, OSError) as exc:
+            raise FatalError(str(exc)) from exc
+
+    def _embedded_died(self, status: int) -> None:
+        assert self.embedded is not None
+        self.embedded.pid = 0
+        if self.stopping:
+            return
+        self.embedded.restarts += 1
+        log.error("embedded gearmand %s; restarting it", describe_exit(status))
+        try:
+            self.embedded.start()
+        except (EmbeddedServerError, OSError) as exc:
+            raise FatalError(f"embedded gearmand cannot be restarted: {exc}") from exc
+
+    # -- pid file ------------------------------------------------------------------------------
+
+    def _write_pid_file(self) -> None:
+        path = self.config.pid_file
+        if path is None:
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise FatalError(f"pid_file {path}: {exc.strerror}") from exc
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            other = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise FatalError(
+                    f"pid_file {path} is locked: gearmgr is already running (pid {other or '?'})"
+                ) from exc
+            raise FatalError(f"pid_file {path}: {exc.strerror}") from exc
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{self.pid}\n".encode())
+        self._pid_fd = fd
+
+    def _final_cleanup(self) -> None:
+        self._reap()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self.embedded:
+            self.embedded.stop()
+        if self._pid_fd is not None and self.config.pid_file:
+            try:
+                os.unlink(self.config.pid_file)
+            except OSError:
+                pass
+            os.close(self._pid_fd)
+            self._pid_fd = None
+
+    # -- control and status ----------------------------------------------------------------------
+
+    def _control(self, request: dict[str, object]) -> dict[str, object]:
+        command = request.get("command")
+        if command == "status":
+            return {"ok": True, **self.status()}
+        if command == "reload":
+            self.reload()
+            return {"ok": True}
+        if command == "stop":
+            self.begin_stop()
+            return {"ok": True, "pid": self.pid}
+        if command == "restart":
+            name = str(request.get("function", ""))
+            count = self.replace_functions({name})
+            if not count:
+                return {"ok": False, "error": f"no process serves function {name!r}"}
+            return {"ok": True, "processes": count}
+        return {"ok": False, "error": f"unknown command {command!r}"}
+
+    def _add_totals(self, index: int) -> None:
+        """Keep the job counts of a process that is gone (its scoreboard slot is reused)."""
+        order = self.loaded.pop(index, [])
+        for name, (done, failed) in zip(order, self.scoreboard.read(index, len(order)).function_counts):
+            total = self.totals.setdefault(name, [0, 0])
+            total[0] += done
+            total[1] += failed
+
+    def status(self) -> dict[str, object]:
+        """The shape of ``gearmgr status --json`` (SPEC.md)."""
+        from gearmgr.embedded import answers
+        from gearmgr.worker import split_address
+
+        now_wall, now = time.time(), time.monotonic()
+        functions: dict[str, dict[str, object]] = {}
+        for name in sorted(self.files):
+            done, failed = self.totals.get(name, [0, 0])
+            functions[name] = {"processes": 0, "jobs_done": done, "jobs_failed": failed, "restarts": {}}
+        restarts: dict[str, dict[str, int]] = {}
+        for (group, reason), n in sorted(self.restarts.items()):
+            restarts.setdefault(group, {})[reason] = n
+            if group in functions:
+                functions[group]["restarts"] = restarts[group]
+        processes = []
+        for slot in self._children():
+            order = self.loaded.get(slot.index, [])
+            view = self.scoreboard.read(slot.index, len(order))
+            state = "stopping" if slot.state == STOPPING else view.state
+            if state not in ("idle", "busy", "stopping"):
+                state = "idle" if state == "starting" else state
+            for name, (done, failed) in zip(order, view.function_counts):
+                if name in functions:
+                    functions[name]["jobs_done"] += done  # type: ignore[operator]
+                    functions[name]["jobs_failed"] += failed  # type: ignore[operator]
+            for name in order:
+                if name in functions:
+                    functions[name]["processes"] += 1  # type: ignore[operator]
+            processes.append(
+                {
+                    "pid": slot.pid,
+                    "key": slot.key,
+                    "functions": order or list(slot.spec.functions),
+                    "state": state,
+                    "jobs": view.jobs_done,
+                    "jobs_failed": view.jobs_failed,
+                    "rss": view.rss,
+                    "started": now_wall - (now - slot.started_at),
+                }
+            )
+        servers = []
+        for address in self.config.servers:
+            host, port = split_address(address)
+            servers.append({"address": address, "connected": answers(host, port, 0.3)})
+        return {
+            "pid": self.pid,
+            "uptime": now_wall - self.started_at,
+            "config": str(self.config.path) if self.config.path else None,
+            "servers": servers,
+            "processes": processes,
+            "functions": functions,
+            "restarts": restarts,
+            "stopping": self.stopping,
+        }
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _take_index(self) -> int:
+        if not self._free:
+            raise FatalError(f"more than {self.scoreboard.capacity} processes planned")
+        return self._free.pop()
+
+    def _release_index(self, index: int) -> None:
+        self.scoreboard.clear(index)
+        self._free.append(index)
+
+    def _all_slots(self) -> list[Slot]:
+        extra = [self.replacement[0]] if self.replacement and self.replacement[0] not in self.draining else []
+        return self.slots + self.draining + extra
+
+    def _stopping_slots(self) -> list[Slot]:
+        return [s for s in self._all_slots() if s.state == STOPPING]
+
+    def _children(self) -> list[Slot]:
+        return [s for s in self._all_slots() if s.pid]
+
+    def _slot_by_pid(self, pid: int) -> Slot | None:
+        for slot in self._all_slots():
+            if slot.pid == pid:
+                return slot
+        return None

@@ -1,0 +1,13 @@
+"""A class worker: one instance per process, so its state lives across jobs.
+
+Returns how many jobs this process has counted so far, and the text it was given.
+"""
+
+
+class counter:  # noqa: N801 - the class is named after the function it registers
+    def __init__(self):
+        self.seen = 0
+
+    def run(self, job):
+        self.seen += 1
+        return {"count": self.seen, "pid_local_total": self.seen, "text": job.text}
