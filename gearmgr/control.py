@@ -162,15 +162,28 @@ def run_command(config: Config, command: str, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _wait_gone(pid: int, timeout: float | None) -> None:
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
+            return False
         except PermissionError:
             pass
+        return True
+
+
+def _wait_gone(pid: int, timeout: float | None) -> None:
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if not _running(pid):
+            return
         if deadline is not None and time.monotonic() > deadline:
             raise ControlError(f"supervisor {pid} still running after {timeout:g}s")
         time.sleep(0.05)

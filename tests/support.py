@@ -138,3 +138,127 @@ def gearman_cli(
         capture_output=True,
         timeout=timeout,
     )
+
+
+class RunningSupervisor:
+    """``gearmgr run`` as a real subprocess with a config written into a temp folder."""
+
+    def __init__(self, workdir: Path, config: dict, env: dict[str, str] | None = None) -> None:
+        import yaml
+
+        self.workdir = workdir
+        self.config_path = workdir / "gearmgr.yaml"
+        config = {"control_socket": "gearmgr.sock", **config}
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / "supervisor.log"
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> RunningSupervisor:
+        import sys
+
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gearmgr", "run", "-c", str(self.config_path), "-v"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.workdir,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def status(self) -> dict:
+        from gearmgr.control import request
+
+        return request(self.workdir / "gearmgr.sock", "status")
+
+    def try_status(self) -> dict | None:
+        from gearmgr.control import ControlError
+
+        try:
+            return self.status()
+        except ControlError:
+            return None
+
+    def worker_pids(self, function: str | None = None) -> list[int]:
+        status = self.try_status()
+        if not status:
+            return []
+        return sorted(
+            p["pid"]
+            for p in status["processes"]
+            if function is None or function in p["functions"]
+        )
+
+    def wait_ready(self, port: int, functions: dict[str, int], timeout: float = 15.0) -> None:
+        """Wait until gearmand lists at least ``n`` workers for each function."""
+
+        def ready() -> bool:
+            self.assert_alive()
+            try:
+                status = function_status(port)
+            except OSError:
+                return False
+            return all(status.get(f, (0, 0, 0))[2] >= n for f, n in functions.items())
+
+        wait_for(ready, timeout=timeout, what=f"workers registered for {functions}")
+
+    def assert_alive(self) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"supervisor exited with {self.proc.returncode}:\n{self.log()}")
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._log.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGQUIT)
+                self.proc.wait(timeout=10)
+        if hasattr(self, "_log"):
+            self._log.close()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid``."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().split(")")[-1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(entry))
+    return out
