@@ -32,7 +32,10 @@ def _limits(spec_limits: object) -> str:
 def check(config: Config, out: TextIO) -> int:
     found = discover(config.worker_dirs, config.include, config.exclude)
     print(f"config: {config.path or '(defaults)'}: OK", file=out)
-    print(f"servers: {', '.join(config.servers)}" + (" (embedded)" if config.embedded_server else ""), file=out)
+    print(
+        f"servers: {', '.join(config.servers)}" + (" (embedded)" if config.embedded_server else ""),
+        file=out,
+    )
     for problem in found.problems:
         print(f"warning: {problem}", file=out)
     results = validate(found.files)

@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from gearmgr.discovery import WorkerLoadError, load_handler
-from gearmgr.scoreboard import REASON_NO_FUNCTIONS, EXIT_REASON, Scoreboard
+from gearmgr.scoreboard import EXIT_REASON, REASON_NO_FUNCTIONS, Scoreboard
 from gearmgr.worker import EXIT_NO_FUNCTIONS, Worker
 
 log = logging.getLogger("gearmgr.worker")

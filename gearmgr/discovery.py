@@ -124,7 +124,9 @@ def validate(files: dict[str, Path], timeout: float = 60.0) -> dict[str, str | N
             timeout=timeout,
         )
     except subprocess.TimeoutExpired:
-        return {name: f"{path}: import did not finish in {timeout:g}s" for name, path in files.items()}
+        return {
+            name: f"{path}: import did not finish in {timeout:g}s" for name, path in files.items()
+        }
     try:
         results: dict[str, str | None] = json.loads(proc.stdout.decode().splitlines()[-1])
     except (ValueError, IndexError):

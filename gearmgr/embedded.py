@@ -99,7 +99,12 @@ class EmbeddedServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if answers(self.host, self.port, 0.2):
-                log.info("embedded gearmand %d answers on %s (queue %s)", self.pid, self.address, self.queue_file)
+                log.info(
+                    "embedded gearmand %d answers on %s (queue %s)",
+                    self.pid,
+                    self.address,
+                    self.queue_file,
+                )
                 return
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
@@ -108,12 +113,14 @@ class EmbeddedServer:
             if pid:
                 err = self._stderr.read().decode(errors="replace").strip() if self._stderr else ""
                 self.pid = 0
+                why = err or f"exit status {os.waitstatus_to_exitcode(status)}"
                 raise EmbeddedServerError(
-                    f"embedded gearmand exited at start ({err or os.waitstatus_to_exitcode(status)}); "
-                    f"see {self.log_file}"
+                    f"embedded gearmand exited at start ({why}); see {self.log_file}"
                 )
             time.sleep(0.01)
-        raise EmbeddedServerError(f"embedded gearmand did not answer on {self.address} in {timeout:g}s")
+        raise EmbeddedServerError(
+            f"embedded gearmand did not answer on {self.address} in {timeout:g}s"
+        )
 
     def stop(self, timeout: float = 10.0) -> None:
         """TERM, wait, then KILL if it lingers. Reaps it."""

@@ -13,7 +13,12 @@ import logging.handlers
 import os
 import sys
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 _SYSLOG_PRIORITY = {
     logging.DEBUG: 7,
     logging.INFO: 6,

@@ -29,7 +29,13 @@ FUNC_BASE = 16
 
 # States (word STATE)
 EMPTY, STARTING, IDLE, BUSY, STOPPING = range(5)
-STATE_NAMES = {EMPTY: "empty", STARTING: "starting", IDLE: "idle", BUSY: "busy", STOPPING: "stopping"}
+STATE_NAMES = {
+    EMPTY: "empty",
+    STARTING: "starting",
+    IDLE: "idle",
+    BUSY: "busy",
+    STOPPING: "stopping",
+}
 
 # Why a worker left on its own (word EXIT_REASON), read by the supervisor after reaping it.
 REASON_NONE, REASON_MAX_JOBS, REASON_MAX_LIFETIME, REASON_MAX_MEMORY = range(4)

@@ -27,6 +27,7 @@ from gearmgr.embedded import EmbeddedServer, EmbeddedServerError
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.plan import ProcessSpec, make_plan
 from gearmgr.slot import RUNNING, STOPPING, Slot
+from gearmgr.watch import Watcher
 
 log = logging.getLogger("gearmgr.supervisor")
 
@@ -49,6 +50,14 @@ TICK = 1.0
 
 class FatalError(Exception):
     """A run-time error that stops the supervisor with exit code 1."""
+
+
+def file_signature(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
 
 
 def describe_exit(status: int) -> str:
@@ -95,6 +104,10 @@ class Supervisor:
         self.control: ControlServer | None = None
         self.totals: dict[str, list[int]] = {}  # jobs done/failed by exited processes
         self.loaded: dict[int, list[str]] = {}  # scoreboard index -> function counter order
+        self.signatures: dict[str, tuple[int, int]] = {}  # worker file (mtime_ns, size)
+        self.broken_logged: set[str] = set()
+        self._reported: set[str] = set()
+        self.watcher: Watcher | None = None
 
     # -- running -------------------------------------------------------------------------------
 
@@ -143,11 +156,14 @@ class Supervisor:
         self._selector.register(self._wakeup_r, selectors.EVENT_READ)
         if self.control is not None:
             self._selector.register(self.control, selectors.EVENT_READ)
+        self._start_watcher(self.config)
         while True:
             now = time.monotonic()
             for key, _ in self._selector.select(self._wait_time(now)):
                 if key.fileobj is self.control:
                     self.control.serve_one()
+                elif key.data == "watch" and self.watcher is not None:
+                    self.watcher.read(time.monotonic())
             self._drain_wakeup()
             while self._signals:
                 self._dispatch(self._signals.popleft())
@@ -158,6 +174,8 @@ class Supervisor:
                 if not self._children():
                     return
                 continue
+            if self.watcher is not None and self.watcher.due(now):
+                self.code_changed()
             self._enforce_stop_deadlines(now)
             self._enforce_job_timeouts(now)
             self._advance_replacement(now)
@@ -170,6 +188,10 @@ class Supervisor:
                 wake = min(wake, max(slot.next_start, self._spawn_at))
         for slot in self._stopping_slots():
             wake = min(wake, slot.kill_at)
+        if self.watcher is not None:
+            watch_wake = self.watcher.next_wake(now)
+            if watch_wake is not None:
+                wake = min(wake, watch_wake)
         return max(0.0, wake - now)
 
     # -- signals -------------------------------------------------------------------------------
@@ -306,7 +328,11 @@ class Supervisor:
             return
         if reason in ("stop", "parent_gone") and not asked:
             reason = "crash"
-        restart_reason = reason if reason in ("max_jobs", "max_lifetime", "max_memory", "timeout", "reload") else "crash"
+        restart_reason = (
+            reason
+            if reason in ("max_jobs", "max_lifetime", "max_memory", "timeout", "reload")
+            else "crash"
+        )
         self.restarts[(slot.spec.group, restart_reason)] += 1
         delay = slot.exited(now, clean=clean or restart_reason in ("timeout", "reload"))
         level = logging.INFO if restart_reason != "crash" else logging.WARNING
@@ -315,7 +341,15 @@ class Supervisor:
             detail = "none of its worker files could be loaded"
         else:
             detail = restart_reason
-        log.log(level, "process %d (%s) %s (%s)%s", pid, slot.key, how, detail, after if not self.stopping else "")
+        log.log(
+            level,
+            "process %d (%s) %s (%s)%s",
+            pid,
+            slot.key,
+            how,
+            detail,
+            after if not self.stopping else "",
+        )
         self.scoreboard.clear(slot.index)
 
     # -- spawning ------------------------------------------------------------------------------
@@ -394,6 +428,8 @@ class Supervisor:
         self._selector.close()
         if self.control is not None:
             self.control.sock.close()
+        if self.watcher is not None:
+            self.watcher.close()
         for fd in (self._wakeup_r, self._wakeup_w, self._pid_fd):
             if fd is not None:
                 os.close(fd)
@@ -421,48 +457,67 @@ class Supervisor:
 
     def reload(self) -> None:
         """HUP: reload the config, rescan the worker folders, and reconcile: start what the new
-        plan adds, drain what it drops, replace one by one what changed."""
+        plan adds, drain what it drops, replace one by one what changed (limits, function set
+        or code)."""
         path = self.config.path
         try:
             config = load_config(path) if path else self.config
         except ConfigError as exc:
             log.error("reload: the config does not load, keeping the running one: %s", exc)
             return
-        old_files = dict(self.files)
-        self._load_functions(config)
         if config.log_level != self.config.log_level or config.log_file != self.config.log_file:
             setup_logging(config.log_level, config.log_file)
+        if (
+            config.worker_dirs != self.config.worker_dirs
+            or config.auto_reload != self.config.auto_reload
+        ):
+            self._start_watcher(config)
         self.config = config
-        plan = make_plan(config, self._plannable(config))
+        changed = self._load_functions(config, validate_all=True)
+        self._apply_plan(changed)
+
+    def code_changed(self) -> None:
+        """auto_reload: worker files changed, were added or removed."""
+        changed = self._load_functions(self.config, validate_all=False)
+        self._apply_plan(changed)
+
+    def _apply_plan(self, changed_code: set[str]) -> None:
+        plan = make_plan(self.config, self._plannable(self.config))
         by_key = {slot.key: slot for slot in self.slots}
         slots: list[Slot] = []
-        changed_code = {n for n, p in self.files.items() if old_files.get(n) != p}
+        replaced = 0
         for spec in plan:
             slot = by_key.pop(spec.key, None)
             if slot is None:
                 slots.append(Slot(spec, self._take_index()))
-            elif slot.spec != spec or set(spec.functions) & changed_code:
-                slots.append(slot)
-                self.replacing.append((slot, spec))
-            else:
-                slots.append(slot)
+                continue
+            slots.append(slot)
+            if slot.spec != spec or set(spec.functions) & changed_code:
+                self._queue_replacement(slot, spec)
+                replaced += 1
         now = time.monotonic()
         for slot in by_key.values():
             self._retire(slot, now)
+        added = len(slots) - (len(self.slots) - len(by_key))
         self.slots = slots
         log.info(
-            "reloaded: %d processes planned, %d to replace, %d retired",
+            "reconciled: %d processes planned; %d added, %d to replace one by one, %d retired",
             len(plan),
-            len(self.replacing),
+            added,
+            replaced,
             len(by_key),
         )
+
+    def _queue_replacement(self, slot: Slot, spec: ProcessSpec) -> None:
+        self.replacing = deque((s, p) for s, p in self.replacing if s is not slot)
+        self.replacing.append((slot, spec))
 
     def replace_functions(self, names: set[str]) -> int:
         """Replace, one by one, the processes that serve any of ``names`` (code changed)."""
         count = 0
         for slot in self.slots:
             if set(slot.spec.functions) & names:
-                self.replacing.append((slot, slot.spec))
+                self._queue_replacement(slot, slot.spec)
                 count += 1
         return count
 
@@ -479,7 +534,9 @@ class Supervisor:
         if self.replacement is not None:
             old, new, since = self.replacement
             view = self.scoreboard.read(new.index)
-            ready = new.state == RUNNING and view.state in ("idle", "busy") and view.servers_connected
+            ready = (
+                new.state == RUNNING and view.state in ("idle", "busy") and view.servers_connected
+            )
             if not (ready or now - since > REPLACE_WAIT or new.state != RUNNING):
                 return
             self.replacement = None
@@ -503,16 +560,75 @@ class Supervisor:
 
     # -- functions -----------------------------------------------------------------------------
 
-    def _load_functions(self, config: Config) -> None:
-        """Scan the worker folders and validate every file in a throwaway subprocess."""
+    def _load_functions(self, config: Config, validate_all: bool = True) -> set[str]:
+        """Scan the worker folders and validate files in a throwaway subprocess (every file, or
+        only new and changed ones). Returns the functions whose code changed and still loads;
+        a changed file that no longer loads is logged and its running processes are kept."""
         found: Discovery = discover(config.worker_dirs, config.include, config.exclude)
         for problem in found.problems:
-            log.warning("%s", problem)
-        results = validate(found.files)
+            if problem not in self._reported:
+                log.warning("%s", problem)
+        self._reported = set(found.problems)
+        signatures = {name: file_signature(path) for name, path in found.files.items()}
+        if validate_all:
+            todo = dict(found.files)
+        else:
+            todo = {n: p for n, p in found.files.items() if signatures[n] != self.signatures.get(n)}
+        results = validate(todo)
+        changed = set()
+        for name, err in sorted(results.items()):
+            known = name in self.signatures
+            if err:
+                self.broken[name] = err
+                if known and name not in self.broken_logged:
+                    log.error(
+                        "%s changed but fails to load; its running processes keep the old code: %s",
+                        name,
+                        err,
+                    )
+                elif name not in self.broken_logged:
+                    log.error("worker file for %s fails to load: %s", name, err)
+                self.broken_logged.add(name)
+            else:
+                self.broken.pop(name, None)
+                self.broken_logged.discard(name)
+                if known and signatures[name] != self.signatures[name]:
+                    changed.add(name)
+        for name in set(self.files) - set(found.files):
+            log.info("worker file for %s removed", name)
+        for name in set(found.files) - set(self.files):
+            if self.files:
+                log.info("worker file for %s added", name)
         self.files = found.files
-        self.broken = {name: err for name, err in results.items() if err}
-        for name, err in sorted(self.broken.items()):
-            log.error("worker file for %s fails to load: %s", name, err)
+        self.signatures = signatures
+        for name in list(self.broken):
+            if name not in found.files:
+                del self.broken[name]
+        if changed:
+            log.info("code changed: %s", ", ".join(sorted(changed)))
+        return changed
+
+    # -- auto_reload ---------------------------------------------------------------------------
+
+    def _start_watcher(self, config: Config) -> None:
+        if self.watcher is not None:
+            if self.watcher.fileno() is not None:
+                try:
+                    self._selector.unregister(self.watcher.fileno())
+                except (KeyError, ValueError):
+                    pass
+            self.watcher.close()
+            self.watcher = None
+        if not config.auto_reload:
+            return
+        self.watcher = Watcher(config.worker_dirs)
+        if self.watcher.fileno() is not None:
+            self._selector.register(self.watcher.fileno(), selectors.EVENT_READ, "watch")
+        log.info(
+            "auto_reload: watching %s (%s)",
+            ", ".join(map(str, config.worker_dirs)),
+            self.watcher.mode,
+        )
 
     def _plannable(self, config: Config) -> list[str]:
         return sorted(self.files)
@@ -602,7 +718,8 @@ class Supervisor:
     def _add_totals(self, index: int) -> None:
         """Keep the job counts of a process that is gone (its scoreboard slot is reused)."""
         order = self.loaded.pop(index, [])
-        for name, (done, failed) in zip(order, self.scoreboard.read(index, len(order)).function_counts):
+        counts = self.scoreboard.read(index, len(order)).function_counts
+        for name, (done, failed) in zip(order, counts, strict=False):
             total = self.totals.setdefault(name, [0, 0])
             total[0] += done
             total[1] += failed
@@ -616,7 +733,12 @@ class Supervisor:
         functions: dict[str, dict[str, object]] = {}
         for name in sorted(self.files):
             done, failed = self.totals.get(name, [0, 0])
-            functions[name] = {"processes": 0, "jobs_done": done, "jobs_failed": failed, "restarts": {}}
+            functions[name] = {
+                "processes": 0,
+                "jobs_done": done,
+                "jobs_failed": failed,
+                "restarts": {},
+            }
         restarts: dict[str, dict[str, int]] = {}
         for (group, reason), n in sorted(self.restarts.items()):
             restarts.setdefault(group, {})[reason] = n
@@ -629,7 +751,7 @@ class Supervisor:
             state = "stopping" if slot.state == STOPPING else view.state
             if state not in ("idle", "busy", "stopping"):
                 state = "idle" if state == "starting" else state
-            for name, (done, failed) in zip(order, view.function_counts):
+            for name, (done, failed) in zip(order, view.function_counts, strict=False):
                 if name in functions:
                     functions[name]["jobs_done"] += done  # type: ignore[operator]
                     functions[name]["jobs_failed"] += failed  # type: ignore[operator]
@@ -675,7 +797,11 @@ class Supervisor:
         self._free.append(index)
 
     def _all_slots(self) -> list[Slot]:
-        extra = [self.replacement[0]] if self.replacement and self.replacement[0] not in self.draining else []
+        extra = (
+            [self.replacement[0]]
+            if self.replacement and self.replacement[0] not in self.draining
+            else []
+        )
         return self.slots + self.draining + extra
 
     def _stopping_slots(self) -> list[Slot]:

@@ -140,15 +140,13 @@ class Worker:
         self._sb = scoreboard
         self._base = scoreboard.base(slot) if scoreboard else 0
         order = counters if counters is not None else sorted(self.handlers)
-        self._func_index = {
-            name: i for i, name in enumerate(order) if i < sb.MAX_FUNCTION_COUNTERS
-        }
+        self._func_index = {name: i for i, name in enumerate(order) if i < sb.MAX_FUNCTION_COUNTERS}
         self._memory_baseline = 0
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._lock = threading.Lock() if self.timeouts else None
         self._current: tuple[Connection, bytes, float, float] | None = None
 
-    # -- public -------------------------------------------------------------------------------
+    # -- public ----------------------------------------------------------------------------------
 
     def run(self) -> int:
         """Serve jobs until stopped or a limit is reached; return the exit code."""
@@ -175,7 +173,7 @@ class Worker:
         next_housekeeping = now + HOUSEKEEPING
         while not self._stop and not self.leaving:
             events = self._poll.poll(self._poll_timeout(next_housekeeping))
-            for fd, ev in events:
+            for fd, _ev in events:
                 conn = self._by_fd.get(fd)
                 if conn is None:
                     self._drain_wakeup()
@@ -200,7 +198,7 @@ class Worker:
         except OSError:
             pass
 
-    # -- connections ----------------------------------------------------------------------------
+    # -- connections -----------------------------------------------------------------------------
 
     def _registration(self) -> bytes:
         out = [encode(P.SET_CLIENT_ID, self.client_id.encode())]
@@ -431,7 +429,7 @@ class Worker:
             if rss > self.max_memory:
                 self.leaving = sb.REASON_MAX_MEMORY
 
-    # -- timeouts ----------------------------------------------------------------------------------
+    # -- timeouts --------------------------------------------------------------------------------
 
     def _watchdog(self) -> None:
         """Fail a job that overran its timeout, then leave (runs in a thread).
@@ -468,7 +466,7 @@ class Worker:
                     handler.flush()
                 os._exit(EXIT_TIMEOUT)
 
-    # -- housekeeping --------------------------------------------------------------------------------
+    # -- housekeeping ----------------------------------------------------------------------------
 
     def _poll_timeout(self, next_housekeeping: float) -> int:
         wait = next_housekeeping - time.monotonic()
@@ -507,11 +505,14 @@ class Worker:
                 conn.sock.close()
         if reason != sb.REASON_STOP:
             log.info(
-                "worker %s: leaving after %d jobs (%s)", self._names, self.jobs, sb.REASON_NAMES[reason]
+                "worker %s: leaving after %d jobs (%s)",
+                self._names,
+                self.jobs,
+                sb.REASON_NAMES[reason],
             )
         return EXIT_OK
 
-    # -- process state ---------------------------------------------------------------------------------
+    # -- process state ---------------------------------------------------------------------------
 
     def _install_signals(self) -> None:
         os.set_blocking(self._wakeup_w, False)

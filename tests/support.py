@@ -193,9 +193,7 @@ class RunningSupervisor:
         if not status:
             return []
         return sorted(
-            p["pid"]
-            for p in status["processes"]
-            if function is None or function in p["functions"]
+            p["pid"] for p in status["processes"] if function is None or function in p["functions"]
         )
 
     def wait_ready(self, port: int, functions: dict[str, int], timeout: float = 15.0) -> None:

@@ -4,7 +4,7 @@ Returns how many jobs this process has counted so far, and the text it was given
 """
 
 
-class counter:  # noqa: N801 - the class is named after the function it registers
+class counter:
     def __init__(self):
         self.seen = 0
 
