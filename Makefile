@@ -28,7 +28,7 @@ gearmand:
 run: setup
 	@echo "gearmgr: starting the supervisor with the example workers (Ctrl-C stops it)."
 	@echo "gearmgr: in another terminal: gearman -p 4730 -f reverse hello   (or: $(VENV)/bin/gearmgr submit reverse hello)"
-	$(VENV)/bin/gearmgr run -c $(CONFIG)
+	$(VENV)/bin/gearmgr run -c $(CONFIG) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 from gearmgr.discovery import WorkerLoadError, load_handler
+from gearmgr.logs import redirect_stdio
 from gearmgr.scoreboard import EXIT_REASON, REASON_NO_FUNCTIONS, Scoreboard
 from gearmgr.worker import EXIT_NO_FUNCTIONS, Worker
 
@@ -67,6 +68,7 @@ def run_child(
     set_parent_death_signal()
     if os.getppid() != parent_pid:
         return 0
+    redirect_stdio()  # print() and tracebacks of worker code go where the log goes
     set_title(f"gearmgr: worker {','.join(sorted(functions))} [starting]")
     handlers = {}
     for name, path in sorted(functions.items()):

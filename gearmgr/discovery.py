@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
+import os
+import select
+import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -108,49 +111,83 @@ def describe_exception(exc: BaseException) -> str:
 
 
 def validate(files: dict[str, Path], timeout: float = 60.0) -> dict[str, str | None]:
-    """Import each worker file in a throwaway subprocess: name -> error text, or None if sound.
+    """Import each worker file in a throwaway forked process: name -> error text, or None.
 
-    The supervisor never imports worker code itself; a file that hangs or kills the interpreter
-    fails validation instead of taking anything else down.
+    The supervisor never imports worker code itself: the fork does, reports through a pipe and
+    exits, so a file that hangs, kills the interpreter or leaves state behind fails validation
+    instead of touching the supervisor. A fork rather than a new interpreter: it costs about a
+    millisecond instead of fifty, and needs no access to the Python executable after a
+    privilege drop.
     """
     if not files:
         return {}
-    payload = json.dumps({name: str(path) for name, path in files.items()})
+    read_fd, write_fd = os.pipe()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+    pid = os.fork()
+    if pid == 0:  # the throwaway child
+        code = 1
+        try:
+            os.close(read_fd)
+            signal.set_wakeup_fd(-1)
+            os.dup2(2, 1)  # worker files that print must not reach the supervisor's stdout
+            results = {}
+            for name, path in files.items():
+                try:
+                    load_handler(name, path)
+                    results[name] = None
+                except WorkerLoadError as exc:
+                    results[name] = str(exc)
+            data = json.dumps(results).encode()
+            while data:
+                data = data[os.write(write_fd, data) :]
+            code = 0
+        finally:
+            os._exit(code)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    os.close(write_fd)
     try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "gearmgr.discovery"],
-            input=payload.encode(),
-            capture_output=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {
-            name: f"{path}: import did not finish in {timeout:g}s" for name, path in files.items()
-        }
+        payload = _read_all(read_fd, timeout)
+    finally:
+        os.close(read_fd)
+    status = _wait(pid, timeout=0 if payload is None else 5.0)
+    if payload is None:
+        return {n: f"{p}: importing it did not finish in {timeout:g}s" for n, p in files.items()}
     try:
-        results: dict[str, str | None] = json.loads(proc.stdout.decode().splitlines()[-1])
-    except (ValueError, IndexError):
-        err = proc.stderr.decode(errors="replace").strip().splitlines()
-        reason = err[-1] if err else f"exit status {proc.returncode}"
-        return {name: f"validation crashed: {reason}" for name in files}
+        results: dict[str, str | None] = json.loads(payload)
+    except ValueError:
+        how = f"exit status {os.waitstatus_to_exitcode(status)}" if status is not None else "?"
+        return {n: f"{p}: importing it killed the process ({how})" for n, p in files.items()}
     return results
 
 
-def _validate_main() -> None:
-    """Entry point of the validation subprocess: names and paths as JSON on stdin."""
-    files = json.loads(sys.stdin.read())
-    results: dict[str, str | None] = {}
-    real_stdout = sys.stdout
-    sys.stdout = sys.stderr  # worker files that print must not corrupt the answer
-    for name, path in files.items():
-        try:
-            load_handler(name, Path(path))
-            results[name] = None
-        except WorkerLoadError as exc:
-            results[name] = str(exc)
-    sys.stdout = real_stdout
-    print(json.dumps(results), flush=True)
+_BLOCKED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
 
 
-if __name__ == "__main__":
-    _validate_main()
+def _read_all(fd: int, timeout: float) -> bytes | None:
+    """Everything written to ``fd`` until EOF, or None if that takes longer than ``timeout``."""
+    deadline = time.monotonic() + timeout
+    chunks = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            return None
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _wait(pid: int, timeout: float) -> int | None:
+    """Reap the validation child; kill it if it outstays ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            return os.waitpid(pid, 0)[1]
+        time.sleep(0.005)

@@ -30,6 +30,15 @@ class EmbeddedServerError(Exception):
 
 
 def find_gearmand() -> str:
+    """The gearmand binary: ``$GEARMGR_GEARMAND`` (e.g. a build of your own), else the PATH
+    and the sbin folders."""
+    override = os.environ.get("GEARMGR_GEARMAND")
+    if override:
+        if not os.access(override, os.X_OK):
+            raise EmbeddedServerError(
+                f"embedded_server: GEARMGR_GEARMAND={override} is not an executable file"
+            )
+        return override
     exe = shutil.which("gearmand", path=SEARCH_PATH)
     if not exe:
         raise EmbeddedServerError(

@@ -11,7 +11,10 @@ Slot layout, in 8-byte words:
     1 state          5 rss (bytes)       9 servers_connected
     2 job_started    6 started_at       10 last_duration (float, s)
     3 jobs_done      7 job_deadline     11 - 15 reserved
-    16 + 2*i, 17 + 2*i: done and failed counters of the process's i-th function (up to 48)
+    16 + 14*i ...: the process's i-th function (up to 32): jobs done, jobs failed, the sum of
+    job durations (float, s), then one counter per duration bucket (a job counts in the first
+    bucket whose upper bound it does not exceed; longer jobs in none). Prometheus' cumulative
+    buckets are summed up by the reader.
 """
 
 from __future__ import annotations
@@ -19,9 +22,13 @@ from __future__ import annotations
 import mmap
 from dataclasses import dataclass
 
-WORDS_PER_SLOT = 16 + 2 * 48
+#: Upper bounds (seconds) of the job duration histogram buckets.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+FUNC_STRIDE = 3 + len(BUCKETS)
+MAX_FUNCTION_COUNTERS = 32
+WORDS_PER_SLOT = 16 + FUNC_STRIDE * MAX_FUNCTION_COUNTERS
 SLOT_BYTES = WORDS_PER_SLOT * 8
-MAX_FUNCTION_COUNTERS = 48
+F_DONE, F_FAILED, F_DURATION, F_BUCKETS = 0, 1, 2, 3
 
 PID, STATE, JOB_STARTED, JOBS_DONE, JOBS_FAILED, RSS, STARTED_AT, JOB_DEADLINE = range(8)
 EXIT_REASON, SERVERS_CONNECTED, LAST_DURATION = 8, 9, 10
@@ -70,7 +77,29 @@ class SlotView:
     exit_reason: str
     servers_connected: int
     last_duration: float
-    function_counts: tuple[tuple[int, int], ...]
+    function_stats: tuple[FunctionStats, ...]
+
+    @property
+    def function_counts(self) -> tuple[tuple[int, int], ...]:
+        return tuple((f.done, f.failed) for f in self.function_stats)
+
+
+@dataclass(frozen=True)
+class FunctionStats:
+    """One function's counters in one slot (or summed over several)."""
+
+    done: int = 0
+    failed: int = 0
+    duration_sum: float = 0.0
+    buckets: tuple[int, ...] = (0,) * len(BUCKETS)
+
+    def __add__(self, other: FunctionStats) -> FunctionStats:
+        return FunctionStats(
+            self.done + other.done,
+            self.failed + other.failed,
+            self.duration_sum + other.duration_sum,
+            tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True)),
+        )
 
 
 class Scoreboard:
@@ -93,10 +122,17 @@ class Scoreboard:
     def read(self, index: int, functions: int = 0) -> SlotView:
         b = index * WORDS_PER_SLOT
         w, f = self.words, self.floats
-        counts = tuple(
-            (w[b + FUNC_BASE + 2 * i], w[b + FUNC_BASE + 2 * i + 1])
-            for i in range(min(functions, MAX_FUNCTION_COUNTERS))
-        )
+        stats = []
+        for i in range(min(functions, MAX_FUNCTION_COUNTERS)):
+            fb = b + FUNC_BASE + FUNC_STRIDE * i
+            stats.append(
+                FunctionStats(
+                    w[fb + F_DONE],
+                    w[fb + F_FAILED],
+                    f[fb + F_DURATION],
+                    tuple(w[fb + F_BUCKETS : fb + F_BUCKETS + len(BUCKETS)]),
+                )
+            )
         return SlotView(
             pid=w[b + PID],
             state=STATE_NAMES.get(w[b + STATE], "unknown"),
@@ -109,7 +145,7 @@ class Scoreboard:
             exit_reason=REASON_NAMES.get(w[b + EXIT_REASON], "crash"),
             servers_connected=w[b + SERVERS_CONNECTED],
             last_duration=f[b + LAST_DURATION],
-            function_counts=counts,
+            function_stats=tuple(stats),
         )
 
     def close(self) -> None:

@@ -18,6 +18,7 @@ import signal
 import time
 from collections import Counter, deque
 from pathlib import Path
+from typing import Any
 
 from gearmgr import scoreboard as sb
 from gearmgr.config import Config, ConfigError, load_config
@@ -25,8 +26,11 @@ from gearmgr.control import ControlError, ControlServer
 from gearmgr.discovery import Discovery, discover, validate
 from gearmgr.embedded import EmbeddedServer, EmbeddedServerError
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
+from gearmgr.metrics import MetricsServer, SupervisorCollector
 from gearmgr.plan import ProcessSpec, make_plan
+from gearmgr.privileges import PrivilegeError, drop, prepare_files, resolve
 from gearmgr.slot import RUNNING, STOPPING, Slot
+from gearmgr.systemd import Notifier
 from gearmgr.watch import Watcher
 
 log = logging.getLogger("gearmgr.supervisor")
@@ -46,10 +50,31 @@ HANDLED_SIGNALS = (
 TIMEOUT_GRACE = 5.0  # a job past its timeout by this much is killed by the supervisor
 REPLACE_WAIT = 10.0  # longest wait for a replacement to register before draining the old one
 TICK = 1.0
+STATUS_INTERVAL = 5.0  # seconds between systemd STATUS= updates
 
 
 class FatalError(Exception):
-    """A run-time error that stops the supervisor with exit code 1."""
+    """An error that stops the supervisor: exit code 1, or 2 for a configuration problem."""
+
+    def __init__(self, message: str, code: int = EXIT_FATAL) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def preload() -> None:
+    """Import, before any fork, what every worker needs: the forks share these pages
+    (copy-on-write) instead of each importing them again, and they load even after a privilege
+    drop has made the Python installation unreadable."""
+    import encodings.idna  # noqa: F401 - socket host names need it lazily
+    import json  # noqa: F401
+
+    import gearmgr.child  # noqa: F401
+    import gearmgr.job  # noqa: F401
+
+    try:
+        import setproctitle  # noqa: F401
+    except ImportError:
+        pass
 
 
 def file_signature(path: Path) -> tuple[int, int]:
@@ -80,8 +105,9 @@ def describe_exit(status: int) -> str:
 class Supervisor:
     """Runs the processes that ``config`` plans until it is signalled to stop."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, allow_root: bool = False) -> None:
         self.config = config
+        self.allow_root = allow_root
         self.slots: list[Slot] = []
         self.draining: list[Slot] = []  # processes of slots no longer in the plan
         self.replacing: deque[tuple[Slot, ProcessSpec]] = deque()
@@ -102,12 +128,17 @@ class Supervisor:
         self._pid_fd: int | None = None
         self._spawn_at = 0.0  # start-up pacing by spawn_delay
         self.control: ControlServer | None = None
-        self.totals: dict[str, list[int]] = {}  # jobs done/failed by exited processes
+        self.totals: dict[str, sb.FunctionStats] = {}  # counters of exited processes
         self.loaded: dict[int, list[str]] = {}  # scoreboard index -> function counter order
         self.signatures: dict[str, tuple[int, int]] = {}  # worker file (mtime_ns, size)
         self.broken_logged: set[str] = set()
         self._reported: set[str] = set()
         self.watcher: Watcher | None = None
+        self.metrics: MetricsServer | None = None
+        self.notifier = Notifier()
+        self.ready = False
+        self._next_status = 0.0
+        self._next_watchdog = 0.0
 
     # -- running -------------------------------------------------------------------------------
 
@@ -121,7 +152,7 @@ class Supervisor:
             log.error("%s", exc)
             self._kill_all(signal.SIGKILL)
             self._final_cleanup()
-            return EXIT_FATAL
+            return exc.code
         self._final_cleanup()
         log.info("stopped")
         return EXIT_OK
@@ -132,6 +163,14 @@ class Supervisor:
             self.control = ControlServer(self.config.control_socket, self._control)
         except ControlError as exc:
             raise FatalError(str(exc)) from exc
+        preload()
+        self._drop_privileges()
+        if self.config.metrics:
+            try:
+                self.metrics = MetricsServer(self.config.metrics, lambda: SupervisorCollector(self))
+            except OSError as exc:
+                raise FatalError(str(exc)) from exc
+            log.info("metrics on http://%s/metrics", self.config.metrics)
         self._install_signals()
         from gearmgr.child import set_title
 
@@ -156,12 +195,16 @@ class Supervisor:
         self._selector.register(self._wakeup_r, selectors.EVENT_READ)
         if self.control is not None:
             self._selector.register(self.control, selectors.EVENT_READ)
+        if self.metrics is not None:
+            self._selector.register(self.metrics, selectors.EVENT_READ)
         self._start_watcher(self.config)
         while True:
             now = time.monotonic()
             for key, _ in self._selector.select(self._wait_time(now)):
                 if key.fileobj is self.control:
                     self.control.serve_one()
+                elif key.fileobj is self.metrics:
+                    self.metrics.serve_one()
                 elif key.data == "watch" and self.watcher is not None:
                     self.watcher.read(time.monotonic())
             self._drain_wakeup()
@@ -169,6 +212,7 @@ class Supervisor:
                 self._dispatch(self._signals.popleft())
             self._reap()
             now = time.monotonic()
+            self._notify_systemd(now)
             if self.stopping:
                 self._enforce_stop_deadlines(now)
                 if not self._children():
@@ -188,6 +232,10 @@ class Supervisor:
                 wake = min(wake, max(slot.next_start, self._spawn_at))
         for slot in self._stopping_slots():
             wake = min(wake, slot.kill_at)
+        if self.notifier.enabled:
+            wake = min(wake, self._next_status)
+            if self.notifier.watchdog_interval:
+                wake = min(wake, self._next_watchdog)
         if self.watcher is not None:
             watch_wake = self.watcher.next_wake(now)
             if watch_wake is not None:
@@ -256,6 +304,7 @@ class Supervisor:
             return
         log.info("stopping: %d processes finish their jobs and exit", len(self._children()))
         self.stopping = True
+        self.notifier.stopping()
         now = time.monotonic()
         for slot in self._all_slots():
             if slot.pid:
@@ -428,6 +477,9 @@ class Supervisor:
         self._selector.close()
         if self.control is not None:
             self.control.sock.close()
+        if self.metrics is not None:
+            self.metrics.close()
+        self.notifier.close()
         if self.watcher is not None:
             self.watcher.close()
         for fd in (self._wakeup_r, self._wakeup_w, self._pid_fd):
@@ -685,6 +737,9 @@ class Supervisor:
         if self.control is not None:
             self.control.close()
             self.control = None
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.embedded:
             self.embedded.stop()
         if self._pid_fd is not None and self.config.pid_file:
@@ -694,6 +749,70 @@ class Supervisor:
                 pass
             os.close(self._pid_fd)
             self._pid_fd = None
+
+    # -- systemd -------------------------------------------------------------------------------
+
+    def _notify_systemd(self, now: float) -> None:
+        """READY=1 once every planned process has registered (or is backing off after a
+        failure), STATUS= every few seconds, WATCHDOG=1 at half systemd's interval."""
+        if not self.notifier.enabled:
+            return
+        if not self.ready and not self.stopping and self._all_registered():
+            self.ready = True
+            self.notifier.ready(self.summary())
+            self._next_status = now + STATUS_INTERVAL
+        if now >= self._next_status:
+            self.notifier.status(self.summary())
+            self._next_status = now + STATUS_INTERVAL
+        if self.notifier.watchdog_interval and now >= self._next_watchdog:
+            self.notifier.watchdog()
+            self._next_watchdog = now + self.notifier.watchdog_interval
+
+    def _all_registered(self) -> bool:
+        wanted = len(self.config.servers)
+        for slot in self.slots:
+            if slot.state == RUNNING:
+                view = self.scoreboard.read(slot.index)
+                if view.state not in ("idle", "busy") or view.servers_connected < wanted:
+                    return False
+            elif slot.failures == 0:
+                return False
+        return True
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS= and the logs."""
+        procs = self.processes()
+        busy = sum(1 for p in procs if p["state"] == "busy")
+        done = sum(st.done + st.failed for st in self.function_stats().values())
+        waiting = sum(1 for s in self.slots if s.state != RUNNING)
+        text = f"{len(procs)} processes ({busy} busy), {done} jobs done"
+        if waiting:
+            text += f", {waiting} waiting to start"
+        if self.broken:
+            text += f", broken: {','.join(sorted(self.broken))}"
+        return text
+
+    # -- privileges ----------------------------------------------------------------------------
+
+    def _drop_privileges(self) -> None:
+        try:
+            target = resolve(self.config.user, self.config.group)
+            if target is None:
+                if os.geteuid() == 0 and not self.allow_root:
+                    raise FatalError(
+                        "refusing to run workers as root: set user (and group) in the config, "
+                        "or pass --allow-root (or GEARMGR_ALLOW_ROOT=1) if you mean it",
+                        EXIT_USAGE,
+                    )
+                return
+            uid, gid, name = target
+            prepare_files(self.config, uid, gid)
+            if self.control is not None:
+                os.chown(self.control.path, uid, gid)
+            drop(uid, gid, name)
+        except (PrivilegeError, OSError) as exc:
+            raise FatalError(str(exc)) from exc
+        log.info("running as user %s (uid %d, gid %d)", name, uid, gid)
 
     # -- control and status ----------------------------------------------------------------------
 
@@ -716,49 +835,36 @@ class Supervisor:
         return {"ok": False, "error": f"unknown command {command!r}"}
 
     def _add_totals(self, index: int) -> None:
-        """Keep the job counts of a process that is gone (its scoreboard slot is reused)."""
+        """Keep the job counters of a process that is gone (its scoreboard slot is reused)."""
         order = self.loaded.pop(index, [])
-        counts = self.scoreboard.read(index, len(order)).function_counts
-        for name, (done, failed) in zip(order, counts, strict=False):
-            total = self.totals.setdefault(name, [0, 0])
-            total[0] += done
-            total[1] += failed
+        stats = self.scoreboard.read(index, len(order)).function_stats
+        for name, st in zip(order, stats, strict=False):
+            self.totals[name] = self.totals.get(name, sb.FunctionStats()) + st
 
-    def status(self) -> dict[str, object]:
-        """The shape of ``gearmgr status --json`` (SPEC.md)."""
-        from gearmgr.embedded import answers
-        from gearmgr.worker import split_address
-
-        now_wall, now = time.time(), time.monotonic()
-        functions: dict[str, dict[str, object]] = {}
-        for name in sorted(self.files):
-            done, failed = self.totals.get(name, [0, 0])
-            functions[name] = {
-                "processes": 0,
-                "jobs_done": done,
-                "jobs_failed": failed,
-                "restarts": {},
-            }
-        restarts: dict[str, dict[str, int]] = {}
-        for (group, reason), n in sorted(self.restarts.items()):
-            restarts.setdefault(group, {})[reason] = n
-            if group in functions:
-                functions[group]["restarts"] = restarts[group]
-        processes = []
+    def function_stats(self) -> dict[str, sb.FunctionStats]:
+        """Job counters per function: exited processes plus the running ones."""
+        out = {name: self.totals.get(name, sb.FunctionStats()) for name in self.files}
         for slot in self._children():
             order = self.loaded.get(slot.index, [])
-            view = self.scoreboard.read(slot.index, len(order))
+            stats = self.scoreboard.read(slot.index, len(order)).function_stats
+            for name, st in zip(order, stats, strict=False):
+                out[name] = out.get(name, sb.FunctionStats()) + st
+        return out
+
+    def uptime(self) -> float:
+        return time.time() - self.started_at
+
+    def processes(self) -> list[dict[str, Any]]:
+        """Every live worker process, as ``status`` shows it."""
+        now_wall, now = time.time(), time.monotonic()
+        out = []
+        for slot in self._children():
+            order = self.loaded.get(slot.index, [])
+            view = self.scoreboard.read(slot.index)
             state = "stopping" if slot.state == STOPPING else view.state
             if state not in ("idle", "busy", "stopping"):
-                state = "idle" if state == "starting" else state
-            for name, (done, failed) in zip(order, view.function_counts, strict=False):
-                if name in functions:
-                    functions[name]["jobs_done"] += done  # type: ignore[operator]
-                    functions[name]["jobs_failed"] += failed  # type: ignore[operator]
-            for name in order:
-                if name in functions:
-                    functions[name]["processes"] += 1  # type: ignore[operator]
-            processes.append(
+                state = "idle"  # starting: forked, not yet registered
+            out.append(
                 {
                     "pid": slot.pid,
                     "key": slot.key,
@@ -768,15 +874,41 @@ class Supervisor:
                     "jobs_failed": view.jobs_failed,
                     "rss": view.rss,
                     "started": now_wall - (now - slot.started_at),
+                    "servers_connected": view.servers_connected,
                 }
             )
+        return out
+
+    def status(self) -> dict[str, object]:
+        """The shape of ``gearmgr status --json`` (SPEC.md)."""
+        from gearmgr.embedded import answers
+        from gearmgr.worker import split_address
+
+        functions: dict[str, dict[str, object]] = {}
+        for name, st in sorted(self.function_stats().items()):
+            functions[name] = {
+                "processes": 0,
+                "jobs_done": st.done,
+                "jobs_failed": st.failed,
+                "restarts": {},
+            }
+        restarts: dict[str, dict[str, int]] = {}
+        for (group, reason), n in sorted(self.restarts.items()):
+            restarts.setdefault(group, {})[reason] = n
+            if group in functions:
+                functions[group]["restarts"] = restarts[group]
+        processes = self.processes()
+        for proc in processes:
+            for name in proc["functions"]:
+                if name in functions:
+                    functions[name]["processes"] += 1  # type: ignore[operator]
         servers = []
         for address in self.config.servers:
             host, port = split_address(address)
             servers.append({"address": address, "connected": answers(host, port, 0.3)})
         return {
             "pid": self.pid,
-            "uptime": now_wall - self.started_at,
+            "uptime": self.uptime(),
             "config": str(self.config.path) if self.config.path else None,
             "servers": servers,
             "processes": processes,

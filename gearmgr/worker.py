@@ -24,11 +24,13 @@ import socket
 import struct
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
 from gearmgr.job import Job, to_bytes
+from gearmgr.logs import reopen_log_file
 from gearmgr.protocol import Decoder, PacketType, ProtocolError, encode
 
 log = logging.getLogger("gearmgr.worker")
@@ -41,6 +43,8 @@ _WORK_COMPLETE = P.WORK_COMPLETE
 _JOB_ASSIGN_UNIQ = P.JOB_ASSIGN_UNIQ
 _NOOP = P.NOOP
 _NO_JOB = P.NO_JOB
+
+_NBUCKETS = len(sb.BUCKETS)
 
 DOWN, CONNECTING, UP = "down", "connecting", "up"
 RECONNECT_MIN = 0.1  # seconds; doubled on each failure up to RECONNECT_MAX, with jitter
@@ -131,6 +135,7 @@ class Worker:
         self._set_title = title
         self._busy = False
         self._stop = False
+        self._reopen = False
         self._by_fd: dict[int, Connection] = {}
         self._poll = select.poll()
         self._wakeup_r, self._wakeup_w = os.pipe()
@@ -140,7 +145,11 @@ class Worker:
         self._sb = scoreboard
         self._base = scoreboard.base(slot) if scoreboard else 0
         order = counters if counters is not None else sorted(self.handlers)
-        self._func_index = {name: i for i, name in enumerate(order) if i < sb.MAX_FUNCTION_COUNTERS}
+        self._func_index = {  # function -> first word of its counters in the slot
+            name: self._base + sb.FUNC_BASE + sb.FUNC_STRIDE * i
+            for i, name in enumerate(order)
+            if i < sb.MAX_FUNCTION_COUNTERS
+        }
         self._memory_baseline = 0
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._lock = threading.Lock() if self.timeouts else None
@@ -379,9 +388,14 @@ class Worker:
         if words is not None:
             words[base + sb.JOBS_DONE] = self.jobs
             floats[base + sb.LAST_DURATION] = end - start
-            i = self._func_index.get(function)
-            if i is not None:
-                words[base + sb.FUNC_BASE + 2 * i + failed] += 1
+            fb = self._func_index.get(function)
+            if fb is not None:
+                duration = end - start
+                words[fb + failed] += 1
+                floats[fb + sb.F_DURATION] += duration
+                bucket = bisect_left(sb.BUCKETS, duration)
+                if bucket < _NBUCKETS:
+                    words[fb + sb.F_BUCKETS + bucket] += 1
             if failed:
                 words[base + sb.JOBS_FAILED] += 1
             words[base + sb.STATE] = sb.IDLE
@@ -473,6 +487,9 @@ class Worker:
         return max(0, int(wait * 1000) + 1)
 
     def _housekeeping(self, now: float) -> None:
+        if self._reopen:
+            self._reopen = False
+            reopen_log_file()
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
             log.warning("worker %s: the supervisor is gone; exiting", self._names)
             self.leaving = sb.REASON_PARENT_GONE
@@ -520,8 +537,12 @@ class Worker:
         if threading.current_thread() is not threading.main_thread():
             return
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGUSR1, self._request_reopen)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+
+    def _request_reopen(self, *_: object) -> None:
+        self._reopen = True
 
     def _drain_wakeup(self) -> None:
         try:

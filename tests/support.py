@@ -151,7 +151,7 @@ class RunningSupervisor:
         config = {"control_socket": "gearmgr.sock", **config}
         self.config_path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / "supervisor.log"
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**os.environ, "GEARMGR_ALLOW_ROOT": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RunningSupervisor:

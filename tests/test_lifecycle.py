@@ -263,12 +263,15 @@ def test_usr1_reopens_the_log_file(supervisor_factory, gearmand: Gearmand, tmp_p
     log = tmp_path / "gearmgr.log"
     sup = supervisor_factory({"include": ["reverse"], "log_file": str(log)})
     sup.wait_ready(gearmand.port, {"reverse": 1})
+    workers = sup.worker_pids()
     wait_for(lambda: log.exists() and "starting" in log.read_text(), what="the log file")
     rotated = tmp_path / "gearmgr.log.1"
     log.rename(rotated)
     sup.signal(signal.SIGUSR1)
     wait_for(lambda: log.exists() and "log file reopened" in log.read_text(), what="a new file")
     assert "log file reopened" not in rotated.read_text()
+    assert sup.worker_pids() == workers  # workers reopen too; USR1 does not kill them
+    assert gearman_cli(gearmand.port, "-f", "reverse", "ab").stdout.strip() == b"ba"
 
 
 def gearman_cli_background(port: int, function: str, data: str):

@@ -1,0 +1,146 @@
+"""Prometheus metrics (``metrics: HOST:PORT``), served from the supervisor's own loop.
+
+prometheus_client's ``start_http_server`` runs a thread, and a supervisor that forks must not
+have threads (a lock held by another thread at fork stays held in the child). So the metrics
+socket is one more non-blocking listener in the supervisor's selector, answered with
+``generate_latest`` over a collector that reads the scoreboard at scrape time. Workers count
+jobs and durations in their scoreboard slots; the supervisor adds the counters of processes
+that have exited, so the totals survive recycling.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+)
+
+from gearmgr.scoreboard import BUCKETS
+from gearmgr.worker import split_address
+
+if TYPE_CHECKING:
+    from gearmgr.supervisor import Supervisor
+
+log = logging.getLogger("gearmgr.metrics")
+READ_TIMEOUT = 2.0
+
+
+class SupervisorCollector:
+    """Reads the supervisor's state when Prometheus scrapes."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.sup = supervisor
+
+    def collect(self) -> Iterator[object]:
+        sup = self.sup
+        jobs = CounterMetricFamily(
+            "gearmgr_jobs", "Jobs run, by function and outcome", labels=["function", "outcome"]
+        )
+        durations = HistogramMetricFamily(
+            "gearmgr_job_duration_seconds", "Time spent running jobs", labels=["function"]
+        )
+        for name, st in sorted(sup.function_stats().items()):
+            jobs.add_metric([name, "complete"], st.done)
+            jobs.add_metric([name, "fail"], st.failed)
+            cumulative, buckets = 0, []
+            for bound, count in zip(BUCKETS, st.buckets, strict=True):
+                cumulative += count
+                buckets.append((repr(bound), cumulative))
+            buckets.append(("+Inf", st.done + st.failed))
+            durations.add_metric([name], buckets, st.duration_sum)
+        yield jobs
+        yield durations
+        restarts = CounterMetricFamily(
+            "gearmgr_worker_restarts",
+            "Worker processes replaced, by function (or 'all' for shared processes) and reason",
+            labels=["function", "reason"],
+        )
+        for (group, reason), n in sorted(sup.restarts.items()):
+            restarts.add_metric([group, reason], n)
+        yield restarts
+        workers = GaugeMetricFamily(
+            "gearmgr_workers",
+            "Worker processes by function and state",
+            labels=["function", "state"],
+        )
+        rss = GaugeMetricFamily(
+            "gearmgr_worker_rss_bytes", "Resident memory of each worker process", labels=["slot"]
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for name in sup.files:
+            for state in ("idle", "busy", "stopping"):
+                counts[(name, state)] = 0
+        for proc in sup.processes():
+            for name in proc["functions"]:
+                key = (name, proc["state"])
+                counts[key] = counts.get(key, 0) + 1
+            rss.add_metric([proc["key"]], proc["rss"])
+        for (name, state), n in sorted(counts.items()):
+            workers.add_metric([name, state], n)
+        yield workers
+        yield rss
+        yield GaugeMetricFamily(
+            "gearmgr_uptime_seconds", "Seconds since the supervisor started", value=sup.uptime()
+        )
+
+
+class MetricsServer:
+    """A minimal HTTP/1.0 endpoint: every GET answers the metrics, then closes."""
+
+    def __init__(self, address: str, collector_of: Callable[[], SupervisorCollector]) -> None:
+        host, port = split_address(address, default_port=9090)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(collector_of())  # type: ignore[arg-type]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise OSError(f"metrics: cannot listen on {address}: {exc.strerror}") from exc
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        self.address = address
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def serve_one(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(READ_TIMEOUT)
+            try:
+                request = b""
+                while b"\r\n\r\n" not in request and b"\n\n" not in request:
+                    chunk = conn.recv(4096)
+                    if not chunk or len(request) > 65536:
+                        break
+                    request += chunk
+                line = request.split(b"\n", 1)[0].decode(errors="replace").split()
+                if len(line) < 2 or line[0] != "GET":
+                    conn.sendall(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                    return
+                body = generate_latest(self.registry)
+                head = (
+                    "HTTP/1.0 200 OK\r\n"
+                    f"Content-Type: {CONTENT_TYPE_LATEST}\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                )
+                conn.sendall(head.encode() + body)
+            except OSError as exc:
+                log.debug("metrics: scrape failed: %s", exc)
+
+    def close(self) -> None:
+        self.sock.close()
