@@ -1,1 +1,62 @@
-"""gearmgr: run pools of Gearman workers."""
+"""gearmgr: run pools of Gearman workers in production.
+
+The public API:
+
+- :class:`Client` submits jobs (``submit``, ``status``) with failover between servers;
+- :func:`load_config` reads and validates a YAML config into a :class:`Config`;
+- :class:`Supervisor` runs the processes a config plans (what ``gearmgr run`` does);
+- :class:`Worker` is the worker loop on its own, for running one process without a supervisor;
+- :class:`Job` is what a worker function receives.
+
+Exceptions::
+
+    Exception
+    ├── GearmanError           a job server said no, or a connection broke mid-call
+    │   ├── ServerUnavailable  no server could be reached (names each one tried)
+    │   ├── JobFailed          the worker failed the job (WORK_FAIL / WORK_EXCEPTION)
+    │   └── JobTimeout         no result within the call's timeout
+    ├── ConfigError            the config does not load (file, line, key path, what was expected)
+    └── ProtocolError          bytes that are not the Gearman protocol
+"""
+
+from gearmgr.admin import Admin
+from gearmgr.client import Client, GearmanError, JobFailed, JobStatus, JobTimeout, ServerUnavailable
+from gearmgr.config import Config, ConfigError, FunctionSettings, load_config
+from gearmgr.job import Job
+from gearmgr.protocol import ProtocolError
+
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The supervisor and the worker loop pull in psutil, prometheus_client and friends; an
+    # application that only submits jobs does not pay for them.
+    if name == "Supervisor":
+        from gearmgr.supervisor import Supervisor
+
+        return Supervisor
+    if name == "Worker":
+        from gearmgr.worker import Worker
+
+        return Worker
+    raise AttributeError(f"module 'gearmgr' has no attribute {name!r}")
+
+
+__all__ = [
+    "Admin",
+    "Client",
+    "Config",
+    "ConfigError",
+    "FunctionSettings",
+    "GearmanError",
+    "Job",
+    "JobFailed",
+    "JobStatus",
+    "JobTimeout",
+    "ProtocolError",
+    "ServerUnavailable",
+    "Supervisor",
+    "Worker",
+    "load_config",
+]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,7 @@ from prometheus_client.core import (
 )
 
 from gearmgr.scoreboard import BUCKETS
+from gearmgr.status import function_stats, processes
 from gearmgr.worker import split_address
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ class SupervisorCollector:
         durations = HistogramMetricFamily(
             "gearmgr_job_duration_seconds", "Time spent running jobs", labels=["function"]
         )
-        for name, st in sorted(sup.function_stats().items()):
+        for name, st in sorted(function_stats(sup).items()):
             jobs.add_metric([name, "complete"], st.done)
             jobs.add_metric([name, "fail"], st.failed)
             cumulative, buckets = 0, []
@@ -75,10 +77,10 @@ class SupervisorCollector:
             "gearmgr_worker_rss_bytes", "Resident memory of each worker process", labels=["slot"]
         )
         counts: dict[tuple[str, str], int] = {}
-        for name in sup.files:
+        for name in sup.catalog.files:
             for state in ("idle", "busy", "stopping"):
                 counts[(name, state)] = 0
-        for proc in sup.processes():
+        for proc in processes(sup):
             for name in proc["functions"]:
                 key = (name, proc["state"])
                 counts[key] = counts.get(key, 0) + 1
@@ -88,7 +90,9 @@ class SupervisorCollector:
         yield workers
         yield rss
         yield GaugeMetricFamily(
-            "gearmgr_uptime_seconds", "Seconds since the supervisor started", value=sup.uptime()
+            "gearmgr_uptime_seconds",
+            "Seconds since the supervisor started",
+            value=time.time() - sup.started_at,
         )
 
 

@@ -169,41 +169,67 @@ class Decoder:
 
     ``expect`` is the magic the peer must send: ``RES`` for a client or worker reading from
     gearmand, ``REQ`` for code that plays the server (tests, fakes).
+
+    Errors are raised as soon as a whole header has arrived (bad magic, unknown type, a length
+    over ``max_size``) or a whole body (too few arguments). On a :class:`ProtocolError` the
+    decoder drops everything it holds, including packets completed earlier in the same
+    :meth:`feed`; the stream is out of sync, so close the connection. The same object then
+    decodes a new stream as if it were new. A body sent with a packet that takes no arguments
+    (``NOOP``, ``NO_JOB``...) is ignored.
     """
 
-    __slots__ = ("_buf", "_expect", "_max_size")
+    __slots__ = ("_chunks", "_expect", "_max_size", "_need", "_size")
 
     def __init__(self, expect: bytes = RES, max_size: int = MAX_PACKET_SIZE) -> None:
-        self._buf = b""
+        # Bytes not yet decoded are kept as a list of chunks and joined only once ``_need``
+        # bytes are there (a header, or a header and its body): a large body arriving in
+        # many small reads is then copied once, not once per read.
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._need = HEADER_SIZE
         self._expect = expect
         self._max_size = max_size
 
     @property
     def pending(self) -> int:
         """Bytes received but not yet part of a whole packet."""
-        return len(self._buf)
+        return self._size
+
+    def _reset(self) -> None:
+        self._chunks = []
+        self._size = 0
+        self._need = HEADER_SIZE
 
     def feed(self, data: bytes) -> list[Packet]:
         """Add ``data`` and return every packet it completes, in order."""
-        buf = self._buf + data if self._buf else data
+        if not data:
+            return []
+        self._chunks.append(data)
+        self._size += len(data)
+        if self._size < self._need:
+            return []
+        chunks = self._chunks
+        buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         out: list[Packet] = []
         pos = 0
         end = len(buf)
+        need = HEADER_SIZE
         unpack_from = HEADER.unpack_from
         while end - pos >= HEADER_SIZE:
             magic, ptype, size = unpack_from(buf, pos)
             if magic != self._expect:
-                self._buf = b""
+                self._reset()
                 raise ProtocolError(f"bad magic {bytes(magic)!r}, expected {self._expect!r}")
             nargs = ARG_COUNT.get(ptype)
             if nargs is None:
-                self._buf = b""
+                self._reset()
                 raise ProtocolError(f"unknown packet type {ptype}")
             if size > self._max_size:
-                self._buf = b""
+                self._reset()
                 raise ProtocolError(f"packet of {size} bytes exceeds the limit of {self._max_size}")
             start = pos + HEADER_SIZE
             if end - start < size:
+                need = HEADER_SIZE + size
                 break
             body = buf[start : start + size]
             pos = start + size
@@ -214,13 +240,16 @@ class Decoder:
             else:
                 parts = body.split(b"\0", nargs - 1)
                 if len(parts) != nargs:
-                    self._buf = b""
+                    self._reset()
                     raise ProtocolError(
                         f"{PacketType(ptype).name} needs {nargs} arguments, got {len(parts)}"
                     )
                 args = tuple(parts)
             out.append(Packet(ptype, args, magic))
-        self._buf = buf[pos:] if pos < end else b""
+        rest = buf[pos:] if pos else buf
+        self._chunks = [rest] if rest else []
+        self._size = len(rest)
+        self._need = need
         return out
 
 
@@ -243,7 +272,8 @@ class AdminDecoder:
         if b"\n" not in self._buf:
             return None
         lines = self._buf.decode("utf-8", "replace").split("\n")
-        if lines[0].startswith("ERR "):
+        # no tab: a `status` row of a function named "ERR ..." is not an error
+        if lines[0].startswith("ERR ") and "\t" not in lines[0]:
             raise ProtocolError(f"admin command failed: {lines[0].strip()}")
         if not self._list:
             return [lines[0].rstrip("\r")]
@@ -288,16 +318,26 @@ def parse_status(lines: list[str]) -> list[FunctionStatus]:
 
 
 def parse_workers(lines: list[str]) -> list[WorkerInfo]:
-    """Rows of ``workers``: ``FD IP CLIENT-ID : FUNCTION ...``."""
+    """Rows of ``workers``: ``FD IP CLIENT-ID : FUNCTION ...`` (``FD IP CLIENT-ID :`` if none).
+
+    The IP may be IPv6 (``::1``) and the client id may hold spaces, so the line is cut at the
+    first two spaces and then at the last `` : ``.
+    """
     rows = []
     for line in lines:
-        head, sep, tail = line.partition(" :")
-        parts = head.split(" ")
-        if not sep or len(parts) < 3:
+        parts = line.split(" ", 2)
+        if len(parts) != 3:
             raise ProtocolError(f"unexpected workers line {line!r}")
+        fd_text, ip, rest = parts
+        if rest.endswith(" :") or rest == ":":
+            client_id, tail = rest[:-2], ""
+        else:
+            client_id, sep, tail = rest.rpartition(" : ")
+            if not sep:
+                raise ProtocolError(f"unexpected workers line {line!r}")
         try:
-            fd = int(parts[0])
+            fd = int(fd_text)
         except ValueError:
             raise ProtocolError(f"unexpected workers line {line!r}") from None
-        rows.append(WorkerInfo(fd, parts[1], " ".join(parts[2:]), tuple(tail.split())))
+        rows.append(WorkerInfo(fd, ip, client_id, tuple(tail.split())))
     return rows

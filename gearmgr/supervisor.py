@@ -9,8 +9,6 @@ own jobs from gearmand and report through the shared-memory scoreboard.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import selectors
@@ -18,18 +16,19 @@ import signal
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any
 
 from gearmgr import scoreboard as sb
+from gearmgr.catalog import Catalog
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.control import ControlError, ControlServer
-from gearmgr.discovery import Discovery, discover, validate
 from gearmgr.embedded import EmbeddedServer, EmbeddedServerError
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.metrics import MetricsServer, SupervisorCollector
+from gearmgr.pidfile import PidFile, PidFileError
 from gearmgr.plan import ProcessSpec, make_plan
 from gearmgr.privileges import PrivilegeError, drop, prepare_files, resolve
 from gearmgr.slot import RUNNING, STOPPING, Slot
+from gearmgr.status import build_status, summary
 from gearmgr.systemd import Notifier
 from gearmgr.watch import Watcher
 
@@ -68,21 +67,13 @@ def preload() -> None:
     import encodings.idna  # noqa: F401 - socket host names need it lazily
     import json  # noqa: F401
 
-    import gearmgr.child  # noqa: F401
+    import gearmgr.child
     import gearmgr.job  # noqa: F401
 
     try:
         import setproctitle  # noqa: F401
     except ImportError:
         pass
-
-
-def file_signature(path: Path) -> tuple[int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return (0, 0)
-    return (st.st_mtime_ns, st.st_size)
 
 
 def describe_exit(status: int) -> str:
@@ -112,8 +103,7 @@ class Supervisor:
         self.draining: list[Slot] = []  # processes of slots no longer in the plan
         self.replacing: deque[tuple[Slot, ProcessSpec]] = deque()
         self.replacement: tuple[Slot, Slot, float] | None = None  # (old, new, started)
-        self.files: dict[str, Path] = {}
-        self.broken: dict[str, str] = {}
+        self.catalog = Catalog()
         self.restarts: Counter[tuple[str, str]] = Counter()
         self.scoreboard = sb.Scoreboard()
         self._free = list(range(self.scoreboard.capacity - 1, -1, -1))
@@ -125,14 +115,11 @@ class Supervisor:
         self.embedded: EmbeddedServer | None = None
         self.started_at = time.time()
         self.pid = os.getpid()
-        self._pid_fd: int | None = None
+        self.pid_file: PidFile | None = None
         self._spawn_at = 0.0  # start-up pacing by spawn_delay
         self.control: ControlServer | None = None
         self.totals: dict[str, sb.FunctionStats] = {}  # counters of exited processes
         self.loaded: dict[int, list[str]] = {}  # scoreboard index -> function counter order
-        self.signatures: dict[str, tuple[int, int]] = {}  # worker file (mtime_ns, size)
-        self.broken_logged: set[str] = set()
-        self._reported: set[str] = set()
         self.watcher: Watcher | None = None
         self.metrics: MetricsServer | None = None
         self.notifier = Notifier()
@@ -158,7 +145,12 @@ class Supervisor:
         return EXIT_OK
 
     def _start(self) -> None:
-        self._write_pid_file()
+        if self.config.pid_file is not None:
+            self.pid_file = PidFile(self.config.pid_file)
+            try:
+                self.pid_file.acquire(self.pid)
+            except PidFileError as exc:
+                raise FatalError(str(exc)) from exc
         try:
             self.control = ControlServer(self.config.control_socket, self._control)
         except ControlError as exc:
@@ -178,8 +170,8 @@ class Supervisor:
         set_title(f"gearmgr: supervisor ({label})")
         if self.config.embedded_server:
             self._start_embedded()
-        self._load_functions(self.config)
-        plan = make_plan(self.config, self._plannable(self.config))
+        self.catalog.scan(self.config)
+        plan = make_plan(self.config, self.catalog.files)
         if not plan:
             log.warning("no worker functions to run: check worker_dirs, include and exclude")
         self.slots = [Slot(spec, self._take_index()) for spec in plan]
@@ -187,7 +179,7 @@ class Supervisor:
             "supervisor %d starting %d processes for %d functions on %s",
             self.pid,
             len(self.slots),
-            len(self.files),
+            len(self.catalog.files),
             ", ".join(self.config.servers),
         )
 
@@ -215,7 +207,7 @@ class Supervisor:
             self._notify_systemd(now)
             if self.stopping:
                 self._enforce_stop_deadlines(now)
-                if not self._children():
+                if not self.children():
                     return
                 continue
             if self.watcher is not None and self.watcher.due(now):
@@ -302,7 +294,7 @@ class Supervisor:
         graceful_timeout) and exits; then the supervisor exits."""
         if self.stopping:
             return
-        log.info("stopping: %d processes finish their jobs and exit", len(self._children()))
+        log.info("stopping: %d processes finish their jobs and exit", len(self.children()))
         self.stopping = True
         self.notifier.stopping()
         now = time.monotonic()
@@ -419,9 +411,9 @@ class Supervisor:
 
     def _spawn(self, slot: Slot, now: float) -> None:
         spec = slot.spec
-        files = {n: self.files[n] for n in spec.functions if n in self.files}
+        files = {n: self.catalog.files[n] for n in spec.functions if n in self.catalog.files}
         if len(spec.functions) > 1:  # a shared process leaves out files known to be broken
-            files = {n: p for n, p in files.items() if n not in self.broken}
+            files = {n: p for n, p in files.items() if n not in self.catalog.broken}
         self.scoreboard.clear(slot.index)
         self.scoreboard.words[self.scoreboard.base(slot.index) + sb.STATE] = sb.STARTING
         self.loaded[slot.index] = sorted(files)
@@ -482,9 +474,10 @@ class Supervisor:
         self.notifier.close()
         if self.watcher is not None:
             self.watcher.close()
-        for fd in (self._wakeup_r, self._wakeup_w, self._pid_fd):
-            if fd is not None:
-                os.close(fd)
+        if self.pid_file is not None:
+            self.pid_file.close_in_child()
+        os.close(self._wakeup_r)
+        os.close(self._wakeup_w)
 
     # -- timeouts ------------------------------------------------------------------------------
 
@@ -525,16 +518,16 @@ class Supervisor:
         ):
             self._start_watcher(config)
         self.config = config
-        changed = self._load_functions(config, validate_all=True)
+        changed = self.catalog.scan(config, validate_all=True)
         self._apply_plan(changed)
 
     def code_changed(self) -> None:
         """auto_reload: worker files changed, were added or removed."""
-        changed = self._load_functions(self.config, validate_all=False)
+        changed = self.catalog.scan(self.config, validate_all=False)
         self._apply_plan(changed)
 
     def _apply_plan(self, changed_code: set[str]) -> None:
-        plan = make_plan(self.config, self._plannable(self.config))
+        plan = make_plan(self.config, self.catalog.files)
         by_key = {slot.key: slot for slot in self.slots}
         slots: list[Slot] = []
         replaced = 0
@@ -612,54 +605,6 @@ class Supervisor:
 
     # -- functions -----------------------------------------------------------------------------
 
-    def _load_functions(self, config: Config, validate_all: bool = True) -> set[str]:
-        """Scan the worker folders and validate files in a throwaway subprocess (every file, or
-        only new and changed ones). Returns the functions whose code changed and still loads;
-        a changed file that no longer loads is logged and its running processes are kept."""
-        found: Discovery = discover(config.worker_dirs, config.include, config.exclude)
-        for problem in found.problems:
-            if problem not in self._reported:
-                log.warning("%s", problem)
-        self._reported = set(found.problems)
-        signatures = {name: file_signature(path) for name, path in found.files.items()}
-        if validate_all:
-            todo = dict(found.files)
-        else:
-            todo = {n: p for n, p in found.files.items() if signatures[n] != self.signatures.get(n)}
-        results = validate(todo)
-        changed = set()
-        for name, err in sorted(results.items()):
-            known = name in self.signatures
-            if err:
-                self.broken[name] = err
-                if known and name not in self.broken_logged:
-                    log.error(
-                        "%s changed but fails to load; its running processes keep the old code: %s",
-                        name,
-                        err,
-                    )
-                elif name not in self.broken_logged:
-                    log.error("worker file for %s fails to load: %s", name, err)
-                self.broken_logged.add(name)
-            else:
-                self.broken.pop(name, None)
-                self.broken_logged.discard(name)
-                if known and signatures[name] != self.signatures[name]:
-                    changed.add(name)
-        for name in set(self.files) - set(found.files):
-            log.info("worker file for %s removed", name)
-        for name in set(found.files) - set(self.files):
-            if self.files:
-                log.info("worker file for %s added", name)
-        self.files = found.files
-        self.signatures = signatures
-        for name in list(self.broken):
-            if name not in found.files:
-                del self.broken[name]
-        if changed:
-            log.info("code changed: %s", ", ".join(sorted(changed)))
-        return changed
-
     # -- auto_reload ---------------------------------------------------------------------------
 
     def _start_watcher(self, config: Config) -> None:
@@ -681,9 +626,6 @@ class Supervisor:
             ", ".join(map(str, config.worker_dirs)),
             self.watcher.mode,
         )
-
-    def _plannable(self, config: Config) -> list[str]:
-        return sorted(self.files)
 
     # -- embedded gearmand ---------------------------------------------------------------------
 
@@ -708,30 +650,6 @@ class Supervisor:
         except (EmbeddedServerError, OSError) as exc:
             raise FatalError(f"embedded gearmand cannot be restarted: {exc}") from exc
 
-    # -- pid file ------------------------------------------------------------------------------
-
-    def _write_pid_file(self) -> None:
-        path = self.config.pid_file
-        if path is None:
-            return
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise FatalError(f"pid_file {path}: {exc.strerror}") from exc
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            other = os.read(fd, 32).decode(errors="replace").strip()
-            os.close(fd)
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise FatalError(
-                    f"pid_file {path} is locked: gearmgr is already running (pid {other or '?'})"
-                ) from exc
-            raise FatalError(f"pid_file {path}: {exc.strerror}") from exc
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{self.pid}\n".encode())
-        self._pid_fd = fd
-
     def _final_cleanup(self) -> None:
         self._reap()
         if self.control is not None:
@@ -742,13 +660,8 @@ class Supervisor:
             self.metrics = None
         if self.embedded:
             self.embedded.stop()
-        if self._pid_fd is not None and self.config.pid_file:
-            try:
-                os.unlink(self.config.pid_file)
-            except OSError:
-                pass
-            os.close(self._pid_fd)
-            self._pid_fd = None
+        if self.pid_file is not None:
+            self.pid_file.release()
 
     # -- systemd -------------------------------------------------------------------------------
 
@@ -759,10 +672,10 @@ class Supervisor:
             return
         if not self.ready and not self.stopping and self._all_registered():
             self.ready = True
-            self.notifier.ready(self.summary())
+            self.notifier.ready(summary(self))
             self._next_status = now + STATUS_INTERVAL
         if now >= self._next_status:
-            self.notifier.status(self.summary())
+            self.notifier.status(summary(self))
             self._next_status = now + STATUS_INTERVAL
         if self.notifier.watchdog_interval and now >= self._next_watchdog:
             self.notifier.watchdog()
@@ -778,19 +691,6 @@ class Supervisor:
             elif slot.failures == 0:
                 return False
         return True
-
-    def summary(self) -> str:
-        """One line for systemd's STATUS= and the logs."""
-        procs = self.processes()
-        busy = sum(1 for p in procs if p["state"] == "busy")
-        done = sum(st.done + st.failed for st in self.function_stats().values())
-        waiting = sum(1 for s in self.slots if s.state != RUNNING)
-        text = f"{len(procs)} processes ({busy} busy), {done} jobs done"
-        if waiting:
-            text += f", {waiting} waiting to start"
-        if self.broken:
-            text += f", broken: {','.join(sorted(self.broken))}"
-        return text
 
     # -- privileges ----------------------------------------------------------------------------
 
@@ -819,7 +719,7 @@ class Supervisor:
     def _control(self, request: dict[str, object]) -> dict[str, object]:
         command = request.get("command")
         if command == "status":
-            return {"ok": True, **self.status()}
+            return {"ok": True, **build_status(self)}
         if command == "reload":
             self.reload()
             return {"ok": True}
@@ -840,82 +740,6 @@ class Supervisor:
         stats = self.scoreboard.read(index, len(order)).function_stats
         for name, st in zip(order, stats, strict=False):
             self.totals[name] = self.totals.get(name, sb.FunctionStats()) + st
-
-    def function_stats(self) -> dict[str, sb.FunctionStats]:
-        """Job counters per function: exited processes plus the running ones."""
-        out = {name: self.totals.get(name, sb.FunctionStats()) for name in self.files}
-        for slot in self._children():
-            order = self.loaded.get(slot.index, [])
-            stats = self.scoreboard.read(slot.index, len(order)).function_stats
-            for name, st in zip(order, stats, strict=False):
-                out[name] = out.get(name, sb.FunctionStats()) + st
-        return out
-
-    def uptime(self) -> float:
-        return time.time() - self.started_at
-
-    def processes(self) -> list[dict[str, Any]]:
-        """Every live worker process, as ``status`` shows it."""
-        now_wall, now = time.time(), time.monotonic()
-        out = []
-        for slot in self._children():
-            order = self.loaded.get(slot.index, [])
-            view = self.scoreboard.read(slot.index)
-            state = "stopping" if slot.state == STOPPING else view.state
-            if state not in ("idle", "busy", "stopping"):
-                state = "idle"  # starting: forked, not yet registered
-            out.append(
-                {
-                    "pid": slot.pid,
-                    "key": slot.key,
-                    "functions": order or list(slot.spec.functions),
-                    "state": state,
-                    "jobs": view.jobs_done,
-                    "jobs_failed": view.jobs_failed,
-                    "rss": view.rss,
-                    "started": now_wall - (now - slot.started_at),
-                    "servers_connected": view.servers_connected,
-                }
-            )
-        return out
-
-    def status(self) -> dict[str, object]:
-        """The shape of ``gearmgr status --json`` (SPEC.md)."""
-        from gearmgr.embedded import answers
-        from gearmgr.worker import split_address
-
-        functions: dict[str, dict[str, object]] = {}
-        for name, st in sorted(self.function_stats().items()):
-            functions[name] = {
-                "processes": 0,
-                "jobs_done": st.done,
-                "jobs_failed": st.failed,
-                "restarts": {},
-            }
-        restarts: dict[str, dict[str, int]] = {}
-        for (group, reason), n in sorted(self.restarts.items()):
-            restarts.setdefault(group, {})[reason] = n
-            if group in functions:
-                functions[group]["restarts"] = restarts[group]
-        processes = self.processes()
-        for proc in processes:
-            for name in proc["functions"]:
-                if name in functions:
-                    functions[name]["processes"] += 1  # type: ignore[operator]
-        servers = []
-        for address in self.config.servers:
-            host, port = split_address(address)
-            servers.append({"address": address, "connected": answers(host, port, 0.3)})
-        return {
-            "pid": self.pid,
-            "uptime": self.uptime(),
-            "config": str(self.config.path) if self.config.path else None,
-            "servers": servers,
-            "processes": processes,
-            "functions": functions,
-            "restarts": restarts,
-            "stopping": self.stopping,
-        }
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -939,7 +763,7 @@ class Supervisor:
     def _stopping_slots(self) -> list[Slot]:
         return [s for s in self._all_slots() if s.state == STOPPING]
 
-    def _children(self) -> list[Slot]:
+    def children(self) -> list[Slot]:
         return [s for s in self._all_slots() if s.pid]
 
     def _slot_by_pid(self, pid: int) -> Slot | None:

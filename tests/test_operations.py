@@ -21,7 +21,6 @@ from tests.support import (
     gearman_cli,
     pid_alive,
     wait_for,
-    which,
 )
 
 
@@ -153,8 +152,16 @@ def test_drops_privileges_to_user_and_group(tmp_path_factory, gearmand: Gearmand
         sup.signal(signal.SIGTERM)
         assert sup.wait() == 0
     finally:
-        print((base / "supervisor.log").read_text(errors="replace") if (base / "supervisor.log").exists() else "")
-        print((base / "gearmgr.log").read_text(errors="replace") if (base / "gearmgr.log").exists() else "")
+        print(
+            (base / "supervisor.log").read_text(errors="replace")
+            if (base / "supervisor.log").exists()
+            else ""
+        )
+        print(
+            (base / "gearmgr.log").read_text(errors="replace")
+            if (base / "gearmgr.log").exists()
+            else ""
+        )
         subprocess.run(["rm", "-rf", str(base)], check=False)
 
 

@@ -1,0 +1,81 @@
+"""The catalog of worker files the supervisor knows: where each function's file is, which
+files fail to load (and why), and which changed since the last scan.
+
+The supervisor never imports worker code: validation happens in a throwaway fork
+(:func:`gearmgr.discovery.validate`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from gearmgr.config import Config
+from gearmgr.discovery import Discovery, discover, validate
+
+log = logging.getLogger("gearmgr.supervisor")
+
+
+def file_signature(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self.files: dict[str, Path] = {}
+        self.broken: dict[str, str] = {}  # function -> why its file does not load
+        self.signatures: dict[str, tuple[int, int]] = {}  # worker file (mtime_ns, size)
+        self._broken_logged: set[str] = set()
+        self._reported: set[str] = set()
+
+    def scan(self, config: Config, validate_all: bool = True) -> set[str]:
+        """Scan the worker folders and validate files in a throwaway subprocess (every file, or
+        only new and changed ones). Returns the functions whose code changed and still loads;
+        a changed file that no longer loads is logged and its running processes are kept."""
+        found: Discovery = discover(config.worker_dirs, config.include, config.exclude)
+        for problem in found.problems:
+            if problem not in self._reported:
+                log.warning("%s", problem)
+        self._reported = set(found.problems)
+        signatures = {name: file_signature(path) for name, path in found.files.items()}
+        if validate_all:
+            todo = dict(found.files)
+        else:
+            todo = {n: p for n, p in found.files.items() if signatures[n] != self.signatures.get(n)}
+        results = validate(todo)
+        changed = set()
+        for name, err in sorted(results.items()):
+            known = name in self.signatures
+            if err:
+                self.broken[name] = err
+                if known and name not in self._broken_logged:
+                    log.error(
+                        "%s changed but fails to load; its running processes keep the old code: %s",
+                        name,
+                        err,
+                    )
+                elif name not in self._broken_logged:
+                    log.error("worker file for %s fails to load: %s", name, err)
+                self._broken_logged.add(name)
+            else:
+                self.broken.pop(name, None)
+                self._broken_logged.discard(name)
+                if known and signatures[name] != self.signatures[name]:
+                    changed.add(name)
+        for name in set(self.files) - set(found.files):
+            log.info("worker file for %s removed", name)
+        for name in set(found.files) - set(self.files):
+            if self.files:
+                log.info("worker file for %s added", name)
+        self.files = found.files
+        self.signatures = signatures
+        for name in list(self.broken):
+            if name not in found.files:
+                del self.broken[name]
+        if changed:
+            log.info("code changed: %s", ", ".join(sorted(changed)))
+        return changed

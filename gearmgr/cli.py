@@ -1,0 +1,118 @@
+"""The ``gearmgr`` command line (SPEC.md "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gearmgr.config import Config, ConfigError, load_config
+
+EXIT_OK, EXIT_FATAL, EXIT_USAGE = 0, 1, 2
+
+
+def config_path(arg: str | None) -> Path:
+    """``-c``, then ``$GEARMGR_CONFIG``, then ``./gearmgr.yaml``."""
+    return Path(arg or os.environ.get("GEARMGR_CONFIG") or "gearmgr.yaml")
+
+
+def load(args: argparse.Namespace) -> Config:
+    return load_config(config_path(args.config))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gearmgr.supervisor import Supervisor
+
+    config = load(args)
+    if args.log_level:
+        import dataclasses
+
+        config = dataclasses.replace(config, log_level=args.log_level)
+    allow_root = args.allow_root or os.environ.get("GEARMGR_ALLOW_ROOT") == "1"
+    return Supervisor(config, allow_root=allow_root).run()
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gearmgr.check import check
+
+    return check(load(args), out=sys.stdout)
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    from gearmgr.control import run_command
+
+    return run_command(load(args), args.command, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gearmgr", description="Run pools of Gearman workers under one supervisor."
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", help="config file (default: $GEARMGR_CONFIG, then ./gearmgr.yaml)"
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    common.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", parents=[common], help="run the supervisor in the foreground")
+    p.add_argument(
+        "--allow-root",
+        action="store_true",
+        help="let workers run as root when no user is configured (also GEARMGR_ALLOW_ROOT=1)",
+    )
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", parents=[common], help="validate the config and worker files")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("status", parents=[common], help="show the running supervisor's processes")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_control)
+    p = sub.add_parser("reload", parents=[common], help="reload the running supervisor (HUP)")
+    p.set_defaults(func=cmd_control)
+    p = sub.add_parser("stop", parents=[common], help="stop the running supervisor and wait")
+    p.add_argument("--timeout", type=float, default=None, help="seconds to wait (default: forever)")
+    p.set_defaults(func=cmd_control)
+
+    from gearmgr import submit
+
+    try:
+        from gearmgr import import_ini
+    except ImportError:
+        import_ini = submit  # TEMP
+
+    p = sub.add_parser("submit", parents=[common], help="submit a job and print its result")
+    submit.add_arguments(p)
+    p.set_defaults(func=submit.main)
+    p = sub.add_parser("import-ini", parents=[common], help="convert a GearmanManager ini to YAML")
+    import_ini.add_arguments(p)
+    p.set_defaults(func=import_ini.main)
+    return parser
+
+
+def log_level(args: argparse.Namespace) -> str | None:
+    delta = getattr(args, "verbose", 0) - getattr(args, "quiet", 0)
+    if delta == 0:
+        return None
+    order = ["error", "warning", "info", "debug"]
+    return order[max(0, min(len(order) - 1, 2 + delta))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.log_level = log_level(args)
+    logging.basicConfig(level=logging.WARNING, format="gearmgr: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"gearmgr: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FATAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())
