@@ -25,7 +25,6 @@ from gearmgr.config import Config, ConfigError, FunctionSettings, load_config
 from gearmgr.job import Job
 from gearmgr.protocol import ProtocolError
 
-
 __version__ = "0.1.0"
 
 

@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_control)
     p = sub.add_parser("reload", parents=[common], help="reload the running supervisor (HUP)")
     p.set_defaults(func=cmd_control)
+    p = sub.add_parser(
+        "restart", parents=[common], help="replace one function's processes, one by one"
+    )
+    p.add_argument("function", help="the function whose processes to replace")
+    p.set_defaults(func=cmd_control)
     p = sub.add_parser("stop", parents=[common], help="stop the running supervisor and wait")
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait (default: forever)")
     p.set_defaults(func=cmd_control)

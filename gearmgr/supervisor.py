@@ -21,7 +21,7 @@ from gearmgr import scoreboard as sb
 from gearmgr.catalog import Catalog
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.control import ControlError, ControlServer
-from gearmgr.embedded import EmbeddedServer, EmbeddedServerError
+from gearmgr.embedded import EmbeddedServer, EmbeddedServerError, answers
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.metrics import MetricsServer, SupervisorCollector
 from gearmgr.pidfile import PidFile, PidFileError
@@ -31,6 +31,7 @@ from gearmgr.slot import RUNNING, STOPPING, Slot
 from gearmgr.status import build_status, summary
 from gearmgr.systemd import Notifier
 from gearmgr.watch import Watcher
+from gearmgr.worker import split_address
 
 log = logging.getLogger("gearmgr.supervisor")
 
@@ -50,6 +51,7 @@ TIMEOUT_GRACE = 5.0  # a job past its timeout by this much is killed by the supe
 REPLACE_WAIT = 10.0  # longest wait for a replacement to register before draining the old one
 TICK = 1.0
 STATUS_INTERVAL = 5.0  # seconds between systemd STATUS= updates
+SERVER_CHECK = 5.0  # seconds between checks of the job servers
 
 
 class FatalError(Exception):
@@ -126,6 +128,8 @@ class Supervisor:
         self.ready = False
         self._next_status = 0.0
         self._next_watchdog = 0.0
+        self._next_server_check = 0.0
+        self.servers_up: dict[str, bool] = {}
 
     # -- running -------------------------------------------------------------------------------
 
@@ -205,6 +209,7 @@ class Supervisor:
             self._reap()
             now = time.monotonic()
             self._notify_systemd(now)
+            self._check_servers(now)
             if self.stopping:
                 self._enforce_stop_deadlines(now)
                 if not self.children():
@@ -662,6 +667,24 @@ class Supervisor:
             self.embedded.stop()
         if self.pid_file is not None:
             self.pid_file.release()
+
+    # -- job servers ---------------------------------------------------------------------------
+
+    def _check_servers(self, now: float) -> None:
+        """Every SERVER_CHECK seconds, ask each job server for its version and log the ones
+        that went down or came back (each worker reconnects on its own)."""
+        if now < self._next_server_check:
+            return
+        self._next_server_check = now + SERVER_CHECK
+        for address in self.config.servers:
+            host, port = split_address(address)
+            up = answers(host, port, 0.3)
+            was = self.servers_up.get(address)
+            self.servers_up[address] = up
+            if (was is None and not up) or (was and not up):
+                log.warning("job server %s is down; workers keep retrying", address)
+            elif was is False and up:
+                log.info("job server %s is back", address)
 
     # -- systemd -------------------------------------------------------------------------------
 

@@ -138,8 +138,10 @@ def test_workers_reconnect_after_a_server_restart(supervisor_factory, gearmand: 
     sup.wait_ready(gearmand.port, {"reverse": 1})
     gearmand.stop()
     wait_for(lambda: "unavailable" in sup.log(), what="the outage in the log")
+    wait_for(lambda: f"job server {gearmand.address} is down" in sup.log(), what="the supervisor")
     gearmand.start()
     sup.wait_ready(gearmand.port, {"reverse": 1})
+    wait_for(lambda: f"job server {gearmand.address} is back" in sup.log(), what="back")
     assert gearman_cli(gearmand.port, "-f", "reverse", "abc").stdout.strip() == b"cba"
 
 
@@ -284,3 +286,27 @@ def gearman_cli_background(port: int, function: str, data: str):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def test_restart_command_replaces_one_functions_processes(supervisor_factory, gearmand: Gearmand):
+    import subprocess
+    import sys
+
+    sup = supervisor_factory({"include": ["reverse", "pid"], "dedicated_count": 2})
+    sup.wait_ready(gearmand.port, {"reverse": 2, "pid": 2})
+    reverse_before, pid_before = set(sup.worker_pids("reverse")), sup.worker_pids("pid")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gearmgr", "restart", "reverse", "-c", str(sup.config_path)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert b"replacing 2 processes of reverse" in proc.stdout
+    wait_for(lambda: not set(sup.worker_pids("reverse")) & reverse_before, what="replaced")
+    assert sup.worker_pids("pid") == pid_before
+    unknown = subprocess.run(
+        [sys.executable, "-m", "gearmgr", "restart", "nope", "-c", str(sup.config_path)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert unknown.returncode == 1 and b"no process serves function 'nope'" in unknown.stderr
