@@ -1,0 +1,103 @@
+"""Unit tests: the process plan (GearmanManager's formula) and the slot state machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from gearmgr.config import config_from_dict
+from gearmgr.plan import make_plan
+from gearmgr.slot import BACKOFF, BACKOFF_MAX, RUNNING, STABLE_AFTER, WAITING, Slot, backoff_delay
+
+FUNCS = ["a", "b", "c"]
+
+
+def keys(config: dict, functions=FUNCS) -> list[tuple[str, tuple[str, ...]]]:
+    return [(p.key, p.functions) for p in make_plan(config_from_dict(config), functions)]
+
+
+def test_default_is_one_dedicated_process_per_function():
+    assert keys({}) == [("a#0", ("a",)), ("b#0", ("b",)), ("c#0", ("c",))]
+
+
+def test_count_processes_register_every_function_then_dedicated_ones():
+    plan = keys({"count": 2})
+    assert plan[:2] == [("all#0", ("a", "b", "c")), ("all#1", ("a", "b", "c"))]
+    assert plan[2:] == [("a#0", ("a",)), ("b#0", ("b",)), ("c#0", ("c",))]
+
+
+def test_count_without_dedicated_processes_as_gearmanmanager_does():
+    assert keys({"count": 3, "dedicated_count": 0}) == [
+        ("all#0", ("a", "b", "c")),
+        ("all#1", ("a", "b", "c")),
+        ("all#2", ("a", "b", "c")),
+    ]
+
+
+def test_dedicated_only_stays_out_of_the_shared_processes():
+    plan = keys({"count": 1, "functions": {"b": {"dedicated_only": True, "dedicated_count": 2}}})
+    assert plan == [
+        ("all#0", ("a", "c")),
+        ("a#0", ("a",)),
+        ("b#0", ("b",)),
+        ("b#1", ("b",)),
+        ("c#0", ("c",)),
+    ]
+
+
+def test_per_function_limits_and_shared_process_limits():
+    config = config_from_dict(
+        {"count": 1, "max_jobs": 10, "functions": {"a": {"max_jobs": 5, "timeout": "3s"}}}
+    )
+    plan = {p.key: p for p in make_plan(config, FUNCS)}
+    assert plan["a#0"].limits.max_jobs == 5
+    assert plan["b#0"].limits.max_jobs == 10
+    assert plan["all#0"].limits.max_jobs == 10  # shared processes use the top-level limits
+    assert dict(plan["all#0"].timeouts) == {"a": 3.0, "b": 0.0, "c": 0.0}  # timeouts per function
+
+
+def test_no_functions_no_processes():
+    assert keys({"count": 4}, functions=[]) == []
+
+
+def test_first_quick_death_restarts_at_once_then_backs_off():
+    slot = Slot(make_plan(config_from_dict({}), ["a"])[0], index=0)
+    now = 100.0
+    delays = []
+    for _ in range(6):
+        assert slot.due(now)
+        slot.started(pid=1, now=now)
+        assert slot.state == RUNNING and not slot.due(now)
+        now += 0.1  # dies quickly
+        delays.append(slot.exited(now, clean=False))
+        assert slot.state in (WAITING, BACKOFF)
+        assert not slot.due(now) or delays[-1] == 0
+        now = slot.next_start
+    assert delays[0] == 0
+    assert all(later > earlier for earlier, later in zip(delays[1:], delays[2:]))
+
+
+@pytest.mark.parametrize("failures", [20, 50, 100])
+def test_backoff_is_capped(failures: int):
+    assert backoff_delay(failures) <= BACKOFF_MAX * 1.1
+
+
+def test_stable_run_resets_the_backoff():
+    slot = Slot(make_plan(config_from_dict({}), ["a"])[0], index=0)
+    now = 0.0
+    for _ in range(5):
+        slot.started(1, now)
+        now += 0.1
+        slot.exited(now, clean=False)
+        now = slot.next_start
+    assert slot.failures == 5
+    slot.started(1, now)
+    assert slot.exited(now + STABLE_AFTER + 1, clean=False) == 0
+    assert slot.failures == 1
+
+
+def test_clean_recycle_restarts_at_once_and_clears_failures():
+    slot = Slot(make_plan(config_from_dict({}), ["a"])[0], index=0)
+    slot.failures = 4
+    slot.started(1, 10.0)
+    assert slot.exited(10.5, clean=True) == 0
+    assert slot.failures == 0 and slot.due(10.5)
