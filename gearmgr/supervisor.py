@@ -13,6 +13,7 @@ import logging
 import os
 import selectors
 import signal
+import sys
 import time
 from collections import Counter, deque
 from pathlib import Path
@@ -141,6 +142,8 @@ class Supervisor:
             self._loop()
         except FatalError as exc:
             log.error("%s", exc)
+            if self.config.log_file:  # the one clear line goes to stderr too
+                print(f"gearmgr: {exc}", file=sys.stderr)
             self._kill_all(signal.SIGKILL)
             self._final_cleanup()
             return exc.code

@@ -73,7 +73,7 @@ def test_first_quick_death_restarts_at_once_then_backs_off():
         assert not slot.due(now) or delays[-1] == 0
         now = slot.next_start
     assert delays[0] == 0
-    assert all(later > earlier for earlier, later in zip(delays[1:], delays[2:]))
+    assert all(later > earlier for earlier, later in zip(delays[1:], delays[2:], strict=False))
 
 
 @pytest.mark.parametrize("failures", [20, 50, 100])

@@ -208,3 +208,17 @@ def test_stop_command_waits_until_exited(supervisor_factory, gearmand: Gearmand)
     )
     assert again.returncode == 1
     assert b"no gearmgr is running" in again.stderr
+
+
+def test_reload_command(supervisor_factory, gearmand: Gearmand, workers_dir: Path):
+    sup = supervisor_factory({"include": ["reverse", "shout"]})
+    sup.wait_ready(gearmand.port, {"reverse": 1})
+    (workers_dir / "shout.py").write_text("def shout(job):\n    return job.text.upper()\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "gearmgr", "reload", "-c", str(sup.config_path)],
+        capture_output=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    sup.wait_ready(gearmand.port, {"shout": 1})
+    assert gearman_cli(gearmand.port, "-f", "shout", "hey").stdout.strip() == b"HEY"

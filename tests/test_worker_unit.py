@@ -1,0 +1,84 @@
+"""Unit tests of the worker loop's pieces, with socketpairs instead of a server."""
+
+from __future__ import annotations
+
+import socket
+
+from gearmgr import worker as worker_mod
+from gearmgr.job import Job, to_bytes
+from gearmgr.protocol import REQ, Decoder, PacketType
+from gearmgr.worker import DOWN, UP, Worker
+
+
+def connected_worker() -> tuple[Worker, socket.socket]:
+    w = Worker(["127.0.0.1:1"], {"f": lambda job: b""})
+    ours, theirs = socket.socketpair()
+    conn = w.conns[0]
+    conn.sock, conn.state, conn.sleeping = ours, UP, True
+    w._by_fd[ours.fileno()] = conn
+    w._poll.register(ours)
+    return w, theirs
+
+
+def test_idle_connection_sends_echo_then_drops_a_silent_server():
+    w, server = connected_worker()
+    conn = w.conns[0]
+    conn.last_rx = 0.0
+    now = worker_mod.KEEPALIVE_IDLE + 1
+    w._housekeeping(now)
+    packets = Decoder(expect=REQ).feed(server.recv(1024))
+    assert [p.type for p in packets] == [PacketType.ECHO_REQ]
+    assert conn.state == UP
+    w._housekeeping(now + worker_mod.KEEPALIVE_WAIT + 1)
+    assert conn.state == DOWN  # half-open: dropped, and a reconnect is scheduled
+    assert conn.retry_at > now
+
+
+def test_an_answered_echo_keeps_the_connection():
+    w, server = connected_worker()
+    conn = w.conns[0]
+    conn.last_rx = 0.0
+    now = worker_mod.KEEPALIVE_IDLE + 1
+    w._housekeeping(now)
+    server.recv(1024)
+    from gearmgr.protocol import RES, encode
+
+    server.sendall(encode(PacketType.ECHO_RES, b"gearmgr", magic=RES))
+    w._receive(conn)
+    w._housekeeping(now + worker_mod.KEEPALIVE_WAIT + 1)
+    assert conn.state == UP
+
+
+def test_reconnect_backoff_grows_and_is_capped():
+    w = Worker(["127.0.0.1:1"], {"f": lambda job: b""})
+    conn = w.conns[0]
+    delays = []
+    for _ in range(12):
+        w._lost(conn, 0.0, "test")
+        delays.append(conn.retry_at)
+    assert delays[0] < 0.2 and delays[3] > delays[0]
+    assert max(delays) <= worker_mod.RECONNECT_MAX * 1.2
+
+
+def test_return_values_become_bytes():
+    assert to_bytes(b"x") == b"x"
+    assert to_bytes("é") == "é".encode()
+    assert to_bytes(None) == b""
+    assert to_bytes({"a": [1, 2]}) == b'{"a": [1, 2]}'
+    assert to_bytes(bytearray(b"ab")) == b"ab"
+
+
+def test_job_api():
+    sent: list[bytes] = []
+    job = Job("H:1", "f", "u1", b'{"k": "v\xc3\xa9"}', sent.append)
+    assert job.json() == {"k": "vé"}
+    assert job.text == '{"k": "vé"}'
+    job.status(1, 4)
+    job.send_data("chunk")
+    job.warning(b"careful")
+    packets = Decoder(expect=REQ).feed(b"".join(sent))
+    assert [(p.type, p.args) for p in packets] == [
+        (PacketType.WORK_STATUS, (b"H:1", b"1", b"4")),
+        (PacketType.WORK_DATA, (b"H:1", b"chunk")),
+        (PacketType.WORK_WARNING, (b"H:1", b"careful")),
+    ]
