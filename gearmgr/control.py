@@ -20,22 +20,22 @@ from pathlib import Path
 from typing import Any
 
 from gearmgr.config import Config
+from gearmgr.listener import Listener
 
 EXIT_OK, EXIT_FATAL = 0, 1
-REQUEST_TIMEOUT = 2.0
 
 
 class ControlError(Exception):
     """The supervisor cannot be reached or refused the request."""
 
 
-class ControlServer:
-    """The listening side, owned by the supervisor."""
+class ControlServer(Listener):
+    """The listening side, owned by the supervisor: one JSON line in, one JSON line out."""
 
     def __init__(self, path: Path, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         self.path = path
         self.handler = handler
-        self.sock = self._listen()
+        super().__init__(self._listen())
 
     def _listen(self) -> socket.socket:
         path = self.path
@@ -56,34 +56,23 @@ class ControlServer:
             os.umask(old)
         os.chmod(path, 0o600)
         sock.listen(16)
-        sock.setblocking(False)
         return sock
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    def complete(self, data: bytes) -> bool:
+        return b"\n" in data
 
-    def serve_one(self) -> None:
-        """Accept and answer one pending request (called when the socket is readable)."""
+    def answer(self, data: bytes) -> bytes:
         try:
-            conn, _ = self.sock.accept()
-        except BlockingIOError:
-            return
-        with conn:
-            conn.settimeout(REQUEST_TIMEOUT)
-            try:
-                request = json.loads(_read_line(conn))
-                if not isinstance(request, dict):
-                    raise ValueError("expected a JSON object")
-                answer = self.handler(request)
-            except (OSError, ValueError) as exc:
-                answer = {"ok": False, "error": f"bad request: {exc}"}
-            try:
-                conn.sendall(json.dumps(answer).encode() + b"\n")
-            except OSError:
-                pass
+            request = json.loads(data.split(b"\n", 1)[0])
+            if not isinstance(request, dict):
+                raise ValueError("expected a JSON object")
+            result = self.handler(request)
+        except ValueError as exc:
+            result = {"ok": False, "error": f"bad request: {exc}"}
+        return json.dumps(result).encode() + b"\n"
 
     def close(self) -> None:
-        self.sock.close()
+        super().close()
         try:
             self.path.unlink()
         except OSError:

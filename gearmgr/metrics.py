@@ -24,6 +24,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
+from gearmgr.listener import Listener
 from gearmgr.scoreboard import BUCKETS
 from gearmgr.status import function_stats, processes
 from gearmgr.worker import split_address
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from gearmgr.supervisor import Supervisor
 
 log = logging.getLogger("gearmgr.metrics")
-READ_TIMEOUT = 2.0
 
 
 class SupervisorCollector:
@@ -96,7 +96,7 @@ class SupervisorCollector:
         )
 
 
-class MetricsServer:
+class MetricsServer(Listener):
     """A minimal HTTP/1.0 endpoint: every GET answers the metrics, then closes."""
 
     def __init__(self, address: str, collector_of: Callable[[], SupervisorCollector]) -> None:
@@ -104,47 +104,28 @@ class MetricsServer:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector_of())  # type: ignore[arg-type]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self.sock.bind((host, port))
+            sock.bind((host, port))
         except OSError as exc:
-            self.sock.close()
+            sock.close()
             raise OSError(f"metrics: cannot listen on {address}: {exc.strerror}") from exc
-        self.sock.listen(16)
-        self.sock.setblocking(False)
+        sock.listen(16)
+        super().__init__(sock)
         self.address = address
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
+    def complete(self, data: bytes) -> bool:
+        return b"\r\n\r\n" in data or b"\n\n" in data
 
-    def serve_one(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except BlockingIOError:
-            return
-        with conn:
-            conn.settimeout(READ_TIMEOUT)
-            try:
-                request = b""
-                while b"\r\n\r\n" not in request and b"\n\n" not in request:
-                    chunk = conn.recv(4096)
-                    if not chunk or len(request) > 65536:
-                        break
-                    request += chunk
-                line = request.split(b"\n", 1)[0].decode(errors="replace").split()
-                if len(line) < 2 or line[0] != "GET":
-                    conn.sendall(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-                    return
-                body = generate_latest(self.registry)
-                head = (
-                    "HTTP/1.0 200 OK\r\n"
-                    f"Content-Type: {CONTENT_TYPE_LATEST}\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
-                )
-                conn.sendall(head.encode() + body)
-            except OSError as exc:
-                log.debug("metrics: scrape failed: %s", exc)
-
-    def close(self) -> None:
-        self.sock.close()
+    def answer(self, data: bytes) -> bytes:
+        line = data.split(b"\n", 1)[0].decode(errors="replace").split()
+        if len(line) < 2 or line[0] != "GET":
+            return b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"
+        body = generate_latest(self.registry)
+        head = (
+            "HTTP/1.0 200 OK\r\n"
+            f"Content-Type: {CONTENT_TYPE_LATEST}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body

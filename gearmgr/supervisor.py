@@ -23,6 +23,7 @@ from gearmgr.catalog import Catalog
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.control import ControlError, ControlServer
 from gearmgr.embedded import EmbeddedServer, EmbeddedServerError, answers
+from gearmgr.listener import Listener
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.metrics import MetricsServer, SupervisorCollector
 from gearmgr.pidfile import PidFile, PidFileError
@@ -192,18 +193,15 @@ class Supervisor:
 
     def _loop(self) -> None:
         self._selector.register(self._wakeup_r, selectors.EVENT_READ)
-        if self.control is not None:
-            self._selector.register(self.control, selectors.EVENT_READ)
-        if self.metrics is not None:
-            self._selector.register(self.metrics, selectors.EVENT_READ)
+        for listener in (self.control, self.metrics):
+            if listener is not None:
+                listener.attach(self._selector)
         self._start_watcher(self.config)
         while True:
             now = time.monotonic()
             for key, _ in self._selector.select(self._wait_time(now)):
-                if key.fileobj is self.control:
-                    self.control.serve_one()
-                elif key.fileobj is self.metrics:
-                    self.metrics.serve_one()
+                if isinstance(key.data, Listener):
+                    key.data.ready(key.fileobj)
                 elif key.data == "watch" and self.watcher is not None:
                     self.watcher.read(time.monotonic())
             self._drain_wakeup()
@@ -213,6 +211,9 @@ class Supervisor:
             now = time.monotonic()
             self._notify_systemd(now)
             self._check_servers(now)
+            for listener in (self.control, self.metrics):
+                if listener is not None:
+                    listener.sweep(now)
             if self.stopping:
                 self._enforce_stop_deadlines(now)
                 if not self.children():
@@ -475,10 +476,9 @@ class Supervisor:
 
         reset_signals()
         self._selector.close()
-        if self.control is not None:
-            self.control.sock.close()
-        if self.metrics is not None:
-            self.metrics.close()
+        for listener in (self.control, self.metrics):
+            if listener is not None:
+                listener.close_in_child()
         self.notifier.close()
         if self.watcher is not None:
             self.watcher.close()

@@ -241,3 +241,20 @@ def test_embedded_without_gearmand_is_a_clear_error(tmp_path: Path, workers_dir:
     ).start()
     assert sup.wait(timeout=20) == 1
     assert f"GEARMGR_GEARMAND={missing} is not an executable file" in sup.log()
+
+
+def test_idle_clients_do_not_stall_the_supervisor(supervisor_factory, gearmand: Gearmand):
+    import time
+
+    port = free_port()
+    sup = supervisor_factory({"include": ["reverse"], "metrics": f"127.0.0.1:{port}"})
+    sup.wait_ready(gearmand.port, {"reverse": 1})
+    silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+    control = socket.socket(socket.AF_UNIX)
+    control.connect(str(sup.workdir / "gearmgr.sock"))
+    started = time.monotonic()
+    assert sup.status()["pid"] == sup.pid
+    assert "gearmgr_jobs_total" in scrape(port)
+    assert time.monotonic() - started < 1.5
+    for s in [*silent, control]:
+        s.close()
