@@ -79,3 +79,11 @@ class Catalog:
         if changed:
             log.info("code changed: %s", ", ".join(sorted(changed)))
         return changed
+
+    def mark_fixed(self, name: str) -> None:
+        """A process imported ``name``'s file after all: it is no longer broken."""
+        self.broken.pop(name, None)
+        self._broken_logged.discard(name)
+        path = self.files.get(name)
+        if path is not None:
+            self.signatures[name] = file_signature(path)

@@ -36,9 +36,10 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
 def reset_signals() -> None:
     """Undo what the supervisor installed: default dispositions, no wakeup fd."""
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
+    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a log rotation while importing: harmless
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
@@ -92,5 +93,6 @@ def run_child(
         parent_pid=parent_pid,
         title=set_title,
         counters=sorted(functions),
+        stop_on_sigint=False,
     )
     return worker.run()

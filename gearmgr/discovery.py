@@ -110,7 +110,7 @@ def describe_exception(exc: BaseException) -> str:
     return text
 
 
-def validate(files: dict[str, Path], timeout: float = 60.0) -> dict[str, str | None]:
+def validate(files: dict[str, Path], timeout: float = 20.0) -> dict[str, str | None]:
     """Import each worker file in a throwaway forked process: name -> error text, or None.
 
     The supervisor never imports worker code itself: the fork does, reports through a pipe and

@@ -68,6 +68,9 @@ class EmbeddedServer:
         self.log_file = state_dir / "gearmgr-gearmand.log"
         self.pid = 0
         self.restarts = 0
+        self.started_at = 0.0  # monotonic
+        self.failures = 0  # quick deaths in a row
+        self.restart_at = 0.0
 
     def command(self) -> list[str]:
         return [
@@ -99,6 +102,7 @@ class EmbeddedServer:
             preexec_fn=set_parent_death_signal,
         )
         self.pid = proc.pid
+        self.started_at = time.monotonic()
         proc.returncode = 0  # the supervisor reaps it itself; keep subprocess from trying
         self._stderr = proc.stderr
         return self.pid

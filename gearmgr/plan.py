@@ -9,7 +9,7 @@ GearmanManager starts no dedicated processes when ``count`` > 0 and ``dedicated_
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gearmgr.config import Config, FunctionSettings
 
@@ -46,6 +46,9 @@ def make_plan(config: Config, functions: Iterable[str]) -> list[ProcessSpec]:
             plan.append(ProcessSpec(f"{SHARED}#{i}", shared, config.defaults, timeouts))
     for name in names:
         settings = config.function(name)
+        # How many processes a function gets is the plan's business, not a process's limit:
+        # changing dedicated_count adds or drains processes and leaves the others alone.
+        limits = replace(settings, dedicated_count=1, dedicated_only=False)
         for i in range(settings.dedicated_count):
-            plan.append(ProcessSpec(f"{name}#{i}", (name,), settings, ((name, settings.timeout),)))
+            plan.append(ProcessSpec(f"{name}#{i}", (name,), limits, ((name, settings.timeout),)))
     return plan

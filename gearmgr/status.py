@@ -128,4 +128,8 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append(
             f"{name:<24} {f['processes']:>5} {f['jobs_done']:>9} {f['jobs_failed']:>7}  {restarts}"
         )
+    for group, reasons in sorted(status.get("restarts", {}).items()):
+        if group not in status["functions"]:  # the shared (count) processes
+            restarts = ", ".join(f"{r}={n}" for r, n in sorted(reasons.items()))
+            lines.append(f"{'(shared: ' + group + ')':<24} {'':>5} {'':>9} {'':>7}  {restarts}")
     return "\n".join(lines)

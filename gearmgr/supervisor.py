@@ -29,7 +29,7 @@ from gearmgr.metrics import MetricsServer, SupervisorCollector
 from gearmgr.pidfile import PidFile, PidFileError
 from gearmgr.plan import ProcessSpec, make_plan
 from gearmgr.privileges import PrivilegeError, drop, prepare_files, resolve
-from gearmgr.slot import RUNNING, STOPPING, Slot
+from gearmgr.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
 from gearmgr.status import build_status, summary
 from gearmgr.systemd import Notifier
 from gearmgr.watch import Watcher
@@ -80,7 +80,7 @@ def preload() -> None:
         pass
 
 
-def describe_exit(status: int) -> str:
+def describe_exit(status: int, killed_by_us: bool = False) -> str:
     """A wait status in words: 'exited with status 3', 'killed by SIGKILL'."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -91,7 +91,7 @@ def describe_exit(status: int) -> str:
         text = f"killed by {name}"
         if os.WCOREDUMP(status):
             text += " (core dumped)"
-        if sig == signal.SIGKILL:
+        if sig == signal.SIGKILL and not killed_by_us:
             text += " (perhaps out of memory?)"
         return text
     return f"exited with status {os.WEXITSTATUS(status)}"
@@ -223,7 +223,9 @@ class Supervisor:
                 self.code_changed()
             self._enforce_stop_deadlines(now)
             self._enforce_job_timeouts(now)
+            self._heal_broken()
             self._advance_replacement(now)
+            self._restart_embedded(now)
             self._spawn_due(now)
 
     def _wait_time(self, now: float) -> float:
@@ -233,6 +235,8 @@ class Supervisor:
                 wake = min(wake, max(slot.next_start, self._spawn_at))
         for slot in self._stopping_slots():
             wake = min(wake, slot.kill_at)
+        if self.embedded is not None and not self.embedded.pid:
+            wake = min(wake, self.embedded.restart_at)
         if self.notifier.enabled:
             wake = min(wake, self._next_status)
             if self.notifier.watchdog_interval:
@@ -364,7 +368,7 @@ class Supervisor:
         asked = slot.state == STOPPING
         reason = slot.stop_reason if asked else view.exit_reason
         clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and reason != "crash"
-        how = describe_exit(status)
+        how = describe_exit(status, killed_by_us=asked)
         pid = slot.pid
         self._add_totals(slot.index)
         if slot in self.draining:
@@ -525,8 +529,12 @@ class Supervisor:
             or config.auto_reload != self.config.auto_reload
         ):
             self._start_watcher(config)
+        servers_changed = config.servers != self.config.servers
         self.config = config
         changed = self.catalog.scan(config, validate_all=True)
+        if servers_changed:  # every process connects to every server: replace them all
+            log.info("servers changed to %s", ", ".join(config.servers))
+            changed |= set(self.catalog.files)
         self._apply_plan(changed)
 
     def code_changed(self) -> None:
@@ -564,6 +572,22 @@ class Supervisor:
     def _queue_replacement(self, slot: Slot, spec: ProcessSpec) -> None:
         self.replacing = deque((s, p) for s, p in self.replacing if s is not slot)
         self.replacing.append((slot, spec))
+
+    def _heal_broken(self) -> None:
+        """A broken file fixed without a reload: its dedicated process, retried with backoff,
+        now runs it. Take it off the broken list and replace the shared processes, which left
+        it out, so they serve it too."""
+        for name in list(self.catalog.broken):
+            for slot in self.slots:
+                if slot.spec.functions != (name,) or slot.state != RUNNING:
+                    continue
+                if self.scoreboard.read(slot.index).state in ("idle", "busy"):
+                    log.info("worker file for %s loads again", name)
+                    self.catalog.mark_fixed(name)
+                    for shared in self.slots:
+                        if len(shared.spec.functions) > 1 and name in shared.spec.functions:
+                            self._queue_replacement(shared, shared.spec)
+                    break
 
     def replace_functions(self, names: set[str]) -> int:
         """Replace, one by one, the processes that serve any of ``names`` (code changed)."""
@@ -651,10 +675,24 @@ class Supervisor:
         self.embedded.pid = 0
         if self.stopping:
             return
-        self.embedded.restarts += 1
-        log.error("embedded gearmand %s; restarting it", describe_exit(status))
+        now = time.monotonic()
+        quick = now - self.embedded.started_at < STABLE_AFTER
+        self.embedded.failures = self.embedded.failures + 1 if quick else 1
+        delay = backoff_delay(self.embedded.failures)
+        self.embedded.restart_at = now + delay
+        log.error(
+            "embedded gearmand %s; restarting it%s",
+            describe_exit(status),
+            f" in {delay:.1f}s" if delay else "",
+        )
+
+    def _restart_embedded(self, now: float) -> None:
+        server = self.embedded
+        if server is None or server.pid or self.stopping or now < server.restart_at:
+            return
+        server.restarts += 1
         try:
-            self.embedded.start()
+            server.start()
         except (EmbeddedServerError, OSError) as exc:
             raise FatalError(f"embedded gearmand cannot be restarted: {exc}") from exc
 
@@ -708,7 +746,10 @@ class Supervisor:
             self._next_watchdog = now + self.notifier.watchdog_interval
 
     def _all_registered(self) -> bool:
-        wanted = len(self.config.servers)
+        """Every planned process has loaded its code and registered with a job server (with
+        at least one: a server that is down must not keep systemd waiting, its outage is in
+        the logs and the status), or is backing off after a failure."""
+        wanted = 1 if any(self.servers_up.values()) else 0
         for slot in self.slots:
             if slot.state == RUNNING:
                 view = self.scoreboard.read(slot.index)

@@ -8,7 +8,8 @@ Nothing else happens there: no logging above debug, limits checked with arithmet
 process title updated only when the process turns idle or busy.
 
 Signals: TERM asks for a graceful stop (finish the job in hand, send RESET_ABILITIES, exit);
-INT is ignored (the supervisor handles Ctrl-C for the whole group). Handlers only record; a
+INT does the same when the worker runs on its own and is ignored under a supervisor (which
+handles Ctrl-C for the whole group); USR1 reopens the log file. Handlers only record; a
 wakeup pipe makes ``poll`` return.
 """
 
@@ -120,6 +121,7 @@ class Worker:
         parent_pid: int | None = None,
         title: Callable[[str], None] | None = None,
         counters: list[str] | None = None,
+        stop_on_sigint: bool = True,
     ) -> None:
         self.handlers = dict(handlers)
         self.conns = [Connection(a) for a in servers]
@@ -133,6 +135,7 @@ class Worker:
         self.jobs = 0
         self.leaving = sb.REASON_NONE
         self._set_title = title
+        self._stop_on_sigint = stop_on_sigint
         self._busy = False
         self._stop = False
         self._reopen = False
@@ -153,7 +156,7 @@ class Worker:
         self._memory_baseline = 0
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._lock = threading.Lock() if self.timeouts else None
-        self._current: tuple[Connection, bytes, float, float] | None = None
+        self._current: tuple[Connection, bytes, float, float, str] | None = None
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -370,7 +373,7 @@ class Worker:
         if timeout:
             if words is not None:
                 floats[base + sb.JOB_DEADLINE] = start + timeout
-            self._current = (conn, handle_b, start + timeout, timeout)
+            self._current = (conn, handle_b, start + timeout, timeout, function)
         failed = False
         try:
             if handler is None:
@@ -465,7 +468,7 @@ class Worker:
             with self._lock:
                 if self._current is not current:
                     continue
-                conn, handle, _, limit = current
+                conn, handle, _, limit, function = current
                 text = f"TimeoutError: job exceeded its timeout of {limit:g}s".encode()
                 fail = encode(P.WORK_WARNING, handle, text) + encode(P.WORK_FAIL, handle)
                 self._send(conn, fail)
@@ -475,7 +478,14 @@ class Worker:
                     handle.decode(errors="replace"),
                 )
                 if self._sb is not None:
-                    self._sb.words[self._base + sb.EXIT_REASON] = sb.REASON_TIMEOUT
+                    words = self._sb.words
+                    words[self._base + sb.EXIT_REASON] = sb.REASON_TIMEOUT
+                    words[self._base + sb.JOBS_DONE] = self.jobs + 1
+                    words[self._base + sb.JOBS_FAILED] += 1
+                    fb = self._func_index.get(function)
+                    if fb is not None:
+                        words[fb + sb.F_FAILED] += 1
+                        self._sb.floats[fb + sb.F_DURATION] += limit
                 for handler in logging.getLogger().handlers:
                     handler.flush()
                 os._exit(EXIT_TIMEOUT)
@@ -538,7 +548,12 @@ class Worker:
             return
         signal.signal(signal.SIGTERM, lambda *_: self.stop())
         signal.signal(signal.SIGUSR1, self._request_reopen)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Under a supervisor, Ctrl-C in a terminal reaches the whole process group: the
+        # supervisor decides, the workers ignore it. On its own, Ctrl-C stops a worker gracefully.
+        if self._stop_on_sigint:
+            signal.signal(signal.SIGINT, lambda *_: self.stop())
+        else:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
 
     def _request_reopen(self, *_: object) -> None:

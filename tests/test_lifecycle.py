@@ -92,7 +92,9 @@ def test_timeout_fails_the_job_fast_and_replaces_the_process(
     assert runs.read_text() == "run\n"
     # ...and the stuck process was replaced.
     wait_for(lambda: len(set(sup.worker_pids("stuck")) - before) == 1, what="a replacement")
-    assert sup.status()["functions"]["stuck"]["restarts"] == {"timeout": 1}
+    status = sup.status()["functions"]["stuck"]
+    assert status["restarts"] == {"timeout": 1}
+    assert status["jobs_failed"] == 1
 
 
 def test_crash_loop_backs_off(supervisor_factory, gearmand: Gearmand, workers_dir: Path):
@@ -162,6 +164,25 @@ def test_every_process_serves_every_server(supervisor_factory, gearmand: Gearman
         second.stop()
 
 
+def test_hup_with_a_new_server_list_reconnects_every_process(
+    supervisor_factory, gearmand: Gearmand, tmp_path: Path
+):
+    second = Gearmand(tmp_path).start()
+    try:
+        sup = supervisor_factory({"include": ["reverse"]})
+        sup.wait_ready(gearmand.port, {"reverse": 1})
+        import yaml
+
+        config = yaml.safe_load(sup.config_path.read_text())
+        config["servers"] = [gearmand.address, second.address]
+        sup.config_path.write_text(yaml.safe_dump(config))
+        sup.signal(signal.SIGHUP)
+        sup.wait_ready(second.port, {"reverse": 1})
+        assert gearman_cli(second.port, "-f", "reverse", "xy").stdout.strip() == b"yx"
+    finally:
+        second.stop()
+
+
 def test_hup_reloads_the_config(supervisor_factory, gearmand: Gearmand):
     sup = supervisor_factory({"include": ["reverse", "pid"]})
     sup.wait_ready(gearmand.port, {"reverse": 1, "pid": 1})
@@ -171,9 +192,11 @@ def test_hup_reloads_the_config(supervisor_factory, gearmand: Gearmand):
     config = yaml.safe_load(sup.config_path.read_text())
     config["functions"] = {"reverse": {"dedicated_count": 3}}
     sup.config_path.write_text(yaml.safe_dump(config))
+    reverse_before = sup.worker_pids("reverse")
     sup.signal(signal.SIGHUP)
     sup.wait_ready(gearmand.port, {"reverse": 3})
     assert sup.worker_pids("pid") == pid_before  # unchanged processes are left alone
+    assert set(reverse_before) < set(sup.worker_pids("reverse"))  # two added, none replaced
     # A config that does not load is logged and the running one kept.
     sup.config_path.write_text("count: [\n")
     sup.signal(signal.SIGHUP)

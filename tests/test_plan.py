@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from gearmgr.config import config_from_dict
@@ -73,7 +75,7 @@ def test_first_quick_death_restarts_at_once_then_backs_off():
         assert not slot.due(now) or delays[-1] == 0
         now = slot.next_start
     assert delays[0] == 0
-    assert all(later > earlier for earlier, later in zip(delays[1:], delays[2:], strict=False))
+    assert all(later > earlier for earlier, later in itertools.pairwise(delays[1:]))
 
 
 @pytest.mark.parametrize("failures", [20, 50, 100])
