@@ -8,6 +8,7 @@ The supervisor never imports worker code: validation happens in a throwaway fork
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from gearmgr.config import Config
@@ -29,6 +30,7 @@ class Catalog:
         self.files: dict[str, Path] = {}
         self.broken: dict[str, str] = {}  # function -> why its file does not load
         self.signatures: dict[str, tuple[int, int]] = {}  # worker file (mtime_ns, size)
+        self.broken_since: dict[str, float] = {}  # monotonic time each file was found broken
         self._broken_logged: set[str] = set()
         self._reported: set[str] = set()
 
@@ -51,6 +53,8 @@ class Catalog:
         for name, err in sorted(results.items()):
             known = name in self.signatures
             if err:
+                if name not in self.broken:
+                    self.broken_since[name] = time.monotonic()
                 self.broken[name] = err
                 if known and name not in self._broken_logged:
                     log.error(
@@ -63,6 +67,7 @@ class Catalog:
                 self._broken_logged.add(name)
             else:
                 self.broken.pop(name, None)
+                self.broken_since.pop(name, None)
                 self._broken_logged.discard(name)
                 if known and signatures[name] != self.signatures[name]:
                     changed.add(name)
@@ -83,6 +88,7 @@ class Catalog:
     def mark_fixed(self, name: str) -> None:
         """A process imported ``name``'s file after all: it is no longer broken."""
         self.broken.pop(name, None)
+        self.broken_since.pop(name, None)
         self._broken_logged.discard(name)
         path = self.files.get(name)
         if path is not None:

@@ -70,8 +70,9 @@ def setup_logging(level: str = "info", log_file: str | None = None) -> None:
     root.setLevel(LEVELS.get(level, logging.INFO))
 
 
-def reopen_log_file() -> None:
-    """Reopen the log file after logrotate moved it (SIGUSR1)."""
+def reopen_log_file(redirect: bool = True) -> None:
+    """Reopen the log file after logrotate moved it (SIGUSR1). ``redirect``: point fds 1 and 2
+    at it again too (workers; the supervisor keeps its own stderr for fatal errors)."""
     if isinstance(_handler, logging.FileHandler):
         _handler.acquire()
         try:
@@ -79,7 +80,8 @@ def reopen_log_file() -> None:
             _handler.stream = _handler._open()
         finally:
             _handler.release()
-        redirect_stdio()
+        if redirect:
+            redirect_stdio()
 
 
 def redirect_stdio() -> None:

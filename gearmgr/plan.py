@@ -42,13 +42,19 @@ def make_plan(config: Config, functions: Iterable[str]) -> list[ProcessSpec]:
     shared = tuple(n for n in names if not config.function(n).dedicated_only)
     if config.count > 0 and shared:
         timeouts = tuple((n, config.function(n).timeout) for n in shared)
+        limits = _process_limits(config.defaults)
         for i in range(config.count):
-            plan.append(ProcessSpec(f"{SHARED}#{i}", shared, config.defaults, timeouts))
+            plan.append(ProcessSpec(f"{SHARED}#{i}", shared, limits, timeouts))
     for name in names:
         settings = config.function(name)
-        # How many processes a function gets is the plan's business, not a process's limit:
-        # changing dedicated_count adds or drains processes and leaves the others alone.
-        limits = replace(settings, dedicated_count=1, dedicated_only=False)
+        limits = _process_limits(settings)
         for i in range(settings.dedicated_count):
             plan.append(ProcessSpec(f"{name}#{i}", (name,), limits, ((name, settings.timeout),)))
     return plan
+
+
+def _process_limits(settings: FunctionSettings) -> FunctionSettings:
+    """What a process is held to. How many processes a function gets is the plan's business,
+    not a process's limit: changing dedicated_count adds or drains processes and leaves the
+    running ones alone."""
+    return replace(settings, dedicated_count=1, dedicated_only=False)

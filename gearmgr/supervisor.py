@@ -294,7 +294,7 @@ class Supervisor:
         self.reload()
 
     def handle_usr1(self) -> None:
-        reopen_log_file()
+        reopen_log_file(redirect=False)
         log.info("log file reopened")
         for slot in self._all_slots():
             if slot.pid:
@@ -332,8 +332,12 @@ class Supervisor:
                 slot.kill_at = now + 3600
 
     def _kill_all(self, sig: int) -> None:
+        """Stop every process at once (QUIT, a second TERM, a fatal error): they are logged as
+        stopped, not as crashes."""
+        now = time.monotonic()
         for slot in self._all_slots():
             if slot.pid:
+                slot.stopping(now, 3600, "stop")
                 self._signal(slot, sig)
 
     def _signal(self, slot: Slot, sig: int) -> None:
@@ -581,6 +585,8 @@ class Supervisor:
             for slot in self.slots:
                 if slot.spec.functions != (name,) or slot.state != RUNNING:
                     continue
+                if slot.started_at <= self.catalog.broken_since.get(name, 0.0):
+                    continue  # it runs code imported before the file broke
                 if self.scoreboard.read(slot.index).state in ("idle", "busy"):
                     log.info("worker file for %s loads again", name)
                     self.catalog.mark_fixed(name)

@@ -486,6 +486,9 @@ class Worker:
                     if fb is not None:
                         words[fb + sb.F_FAILED] += 1
                         self._sb.floats[fb + sb.F_DURATION] += limit
+                        bucket = bisect_left(sb.BUCKETS, limit)
+                        if bucket < _NBUCKETS:
+                            words[fb + sb.F_BUCKETS + bucket] += 1
                 for handler in logging.getLogger().handlers:
                     handler.flush()
                 os._exit(EXIT_TIMEOUT)
