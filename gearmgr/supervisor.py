@@ -50,6 +50,7 @@ HANDLED_SIGNALS = (
     signal.SIGCHLD,
 )
 TIMEOUT_GRACE = 5.0  # a job past its timeout by this much is killed by the supervisor
+REPLACE_POLL = 0.01  # how often a rolling replacement checks that the new process registered
 REPLACE_WAIT = 10.0  # longest wait for a replacement to register before draining the old one
 TICK = 1.0
 STATUS_INTERVAL = 5.0  # seconds between systemd STATUS= updates
@@ -237,6 +238,8 @@ class Supervisor:
             wake = min(wake, slot.kill_at)
         if self.embedded is not None and not self.embedded.pid:
             wake = min(wake, self.embedded.restart_at)
+        if self.replacement is not None or self.replacing:
+            wake = min(wake, now + REPLACE_POLL)  # a rolling replacement waits on a registration
         if self.notifier.enabled:
             wake = min(wake, self._next_status)
             if self.notifier.watchdog_interval:

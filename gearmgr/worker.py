@@ -32,7 +32,7 @@ from typing import Any
 from gearmgr import scoreboard as sb
 from gearmgr.job import Job, to_bytes
 from gearmgr.logs import reopen_log_file
-from gearmgr.protocol import Decoder, PacketType, ProtocolError, encode
+from gearmgr.protocol import HEADER, RES, Decoder, PacketType, ProtocolError, encode
 
 log = logging.getLogger("gearmgr.worker")
 
@@ -44,6 +44,7 @@ _WORK_COMPLETE = P.WORK_COMPLETE
 _JOB_ASSIGN_UNIQ = P.JOB_ASSIGN_UNIQ
 _NOOP = P.NOOP
 _NO_JOB = P.NO_JOB
+_unpack_header = HEADER.unpack_from
 
 _NBUCKETS = len(sb.BUCKETS)
 
@@ -54,6 +55,13 @@ KEEPALIVE_IDLE = 30.0  # an idle connection sends ECHO_REQ after this long witho
 KEEPALIVE_WAIT = 10.0  # and is dropped if the echo does not come back within this
 HOUSEKEEPING = 0.5  # seconds between checks of the parent, lifetime and keep-alives
 SEND_TIMEOUT = 30.0
+#: A read that expects gearmand's answer to GRAB_JOB_UNIQ blocks at most this long before the
+#: loop falls back to ``poll`` (so housekeeping and a stop request are never held up for long).
+DIRECT_READ_TIMEOUT = HOUSEKEEPING
+#: Bytes asked of one recv(). Kept under glibc's default mmap threshold (128 KiB): CPython
+#: allocates the whole size for each recv() and shrinks it after, and a 256 KiB request cost
+#: an mmap + mremap + munmap per job whenever the threshold had not been raised.
+RECV_SIZE = 65536
 
 EXIT_OK = 0
 EXIT_NO_FUNCTIONS = 3  # no worker file of this process could be loaded
@@ -79,6 +87,7 @@ class Connection:
         "last_rx",
         "port",
         "retry_at",
+        "send_job",
         "sleeping",
         "sock",
         "state",
@@ -95,6 +104,7 @@ class Connection:
         self.retry_at = 0.0
         self.last_rx = 0.0
         self.echo_deadline = 0.0
+        self.send_job: Callable[[bytes], None] | None = None
 
 
 class Worker:
@@ -157,6 +167,10 @@ class Worker:
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._lock = threading.Lock() if self.timeouts else None
         self._current: tuple[Connection, bytes, float, float, str] | None = None
+        # The connection that owes us an answer to GRAB_JOB_UNIQ (JOB_ASSIGN_UNIQ or NO_JOB):
+        # gearmand answers a GRAB at once, so the loop reads it with a blocking recv() and skips
+        # the poll() call that would only say "readable" (one system call less per job).
+        self._due: Connection | None = None
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -184,6 +198,16 @@ class Worker:
         self._title("idle")
         next_housekeeping = now + HOUSEKEEPING
         while not self._stop and not self.leaving:
+            conn = self._due
+            if conn is not None:
+                self._due = None
+                if conn.state == UP:
+                    self._receive(conn, direct=True)
+                    now = time.monotonic()
+                    if now >= next_housekeeping:
+                        self._housekeeping(now)
+                        next_housekeeping = now + HOUSEKEEPING
+                    continue
             events = self._poll.poll(self._poll_timeout(next_housekeeping))
             for fd, _ev in events:
                 conn = self._by_fd.get(fd)
@@ -251,19 +275,27 @@ class Worker:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sec = int(SEND_TIMEOUT)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", sec, 0))
+        usec = int(DIRECT_READ_TIMEOUT * 1e6)
+        sock.setsockopt(
+            socket.SOL_SOCKET,
+            socket.SO_RCVTIMEO,
+            struct.pack("ll", usec // 1000000, usec % 1000000),
+        )
         self._poll.modify(sock, select.POLLIN)
         conn.state = UP
         conn.decoder = Decoder()
         conn.sleeping = False
         conn.last_rx = now
         conn.echo_deadline = 0.0
+        conn.send_job = self._job_sender(conn)
         if conn.failures:
             log.info("worker %s: connected to %s again", self._names, conn.address)
         conn.failures = 0
         self._count_connected()
         if self._stop or self.leaving:
             return
-        self._send(conn, self._register_packet)
+        if self._send(conn, self._register_packet):
+            self._due = conn
 
     def _lost(self, conn: Connection, now: float, why: str) -> None:
         """Close ``conn`` and schedule a reconnect with exponential backoff and jitter."""
@@ -309,17 +341,30 @@ class Worker:
 
     # -- packets ---------------------------------------------------------------------------------
 
-    def _receive(self, conn: Connection) -> None:
+    def _receive(self, conn: Connection, direct: bool = False) -> None:
         sock = conn.sock
         assert sock is not None
         try:
-            data = sock.recv(262144)
+            data = sock.recv(RECV_SIZE)
+        except BlockingIOError:  # a direct read ran into SO_RCVTIMEO: poll() takes over
+            return
         except OSError as exc:
             self._lost(conn, time.monotonic(), f"receive failed: {exc}")
             return
         if not data:
             self._lost(conn, time.monotonic(), "connection closed by the server")
             return
+        # Fast path: the read holds exactly one JOB_ASSIGN_UNIQ and nothing is pending, which
+        # is every job of a busy worker. Anything else goes through the decoder.
+        if len(data) > 12 and not conn.decoder.pending:
+            magic, ptype, size = _unpack_header(data)
+            if ptype == _JOB_ASSIGN_UNIQ and magic == RES and size + 12 == len(data):
+                args = data[12:].split(b"\0", 3)
+                if len(args) == 4:
+                    conn.last_rx = time.monotonic()
+                    conn.echo_deadline = 0.0
+                    self._run_job(conn, args)
+                    return
         try:
             packets = conn.decoder.feed(data)
         except ProtocolError as exc:
@@ -327,6 +372,9 @@ class Worker:
             return
         conn.last_rx = time.monotonic()
         conn.echo_deadline = 0.0
+        if direct and not packets:  # part of a packet: the rest is on its way
+            self._due = conn
+            return
         for packet in packets:
             ptype = packet.type
             if ptype == _JOB_ASSIGN_UNIQ:
@@ -334,7 +382,8 @@ class Worker:
             elif ptype == _NOOP:
                 if conn.sleeping and not (self._stop or self.leaving):
                     conn.sleeping = False
-                    self._send(conn, GRAB)
+                    if self._send(conn, GRAB):
+                        self._due = conn
             elif ptype == _NO_JOB:
                 conn.sleeping = True
                 self._send(conn, PRE_SLEEP)
@@ -367,8 +416,9 @@ class Worker:
             floats = self._sb.floats  # type: ignore[union-attr]
             floats[base + sb.JOB_STARTED] = start
             words[base + sb.STATE] = sb.BUSY
-        send = self._job_sender(conn)
-        job = Job(handle_b.decode(), function, unique_b.decode(errors="replace"), data, send)
+        job = Job(
+            handle_b.decode(), function, unique_b.decode(errors="replace"), data, conn.send_job
+        )
         timeout = self.timeouts.get(function) if self.timeouts else None
         if timeout:
             if words is not None:
@@ -402,8 +452,10 @@ class Worker:
             if failed:
                 words[base + sb.JOBS_FAILED] += 1
             words[base + sb.STATE] = sb.IDLE
-        self._check_limits(end)
-        if not (self._stop or self.leaving):
+        if self.max_jobs or self.deadline or self.max_memory:
+            self._check_limits(end)
+        grab = not (self._stop or self.leaving)
+        if grab:
             reply += GRAB
         if self._lock is not None:
             with self._lock:
@@ -413,6 +465,8 @@ class Worker:
                 ok = self._send(conn, reply)
         else:
             ok = self._send(conn, reply)
+        if ok and grab:
+            self._due = conn
         if not ok:
             log.warning(
                 "worker %s: the result of job %s could not be sent to %s; gearmand re-queues "
