@@ -49,5 +49,9 @@ format: venv
 	$(VENV)/bin/ruff format gearmgr tests bench workers
 	$(VENV)/bin/ruff check --fix gearmgr tests bench workers
 
+bench: setup
+	bench/setup.sh
+	$(PY) bench/run.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

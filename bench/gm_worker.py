@@ -1,0 +1,56 @@
+"""One gearmgr worker process for the benchmarks, set up the way a forked child runs it
+(gearmgr/child.py): the function loaded from a worker file, a scoreboard slot, process titles.
+
+    python bench/gm_worker.py HOST:PORT FUNCTION [--profile FILE]
+
+The worker file is a no-op (``def FUNCTION(job): return None``) written to a temp folder.
+``--profile FILE`` runs the loop under cProfile and dumps the stats to FILE on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from gearmgr.child import set_title
+from gearmgr.discovery import load_handler
+from gearmgr.scoreboard import Scoreboard
+from gearmgr.worker import Worker
+
+
+def main() -> int:
+    address, function = sys.argv[1], sys.argv[2]
+    profile = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--profile" else None
+    folder = Path(tempfile.mkdtemp(prefix="gearmgr-bench-worker-"))
+    path = folder / f"{function}.py"
+    path.write_text(f"def {function}(job):\n    return None\n")
+    handler = load_handler(function, path)
+    path.unlink()
+    folder.rmdir()
+    scoreboard = Scoreboard(capacity=1)
+    worker = Worker(
+        [address],
+        {function: handler},
+        scoreboard=scoreboard,
+        slot=0,
+        parent_pid=os.getppid(),
+        title=set_title,
+        counters=[function],
+    )
+    if profile is None:
+        return worker.run()
+    import cProfile
+
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        return worker.run()
+    finally:
+        prof.disable()
+        prof.dump_stats(profile)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
