@@ -28,24 +28,36 @@ class Job:
     """One job assigned by gearmand: its workload and the ways to talk back to the client.
 
     ``send`` writes a packet to the connection the job came from; it is given by the worker.
+    The handle and the unique id arrive as bytes and are decoded only when asked for.
     """
 
-    __slots__ = ("_log", "_send", "data", "function", "handle", "unique")
+    __slots__ = ("_handle", "_log", "_send", "_unique", "data", "function")
 
     def __init__(
         self,
-        handle: str,
+        handle: bytes | str,
         function: str,
-        unique: str,
+        unique: bytes | str,
         data: bytes,
         send: Callable[[bytes], None],
     ) -> None:
-        self.handle = handle
+        self._handle = handle.encode() if isinstance(handle, str) else handle
         self.function = function
-        self.unique = unique
+        self._unique = unique
         self.data = data
         self._send = send
         self._log: JobLog | None = None
+
+    @property
+    def handle(self) -> str:
+        """The job handle gearmand gave the job (``H:host:N``)."""
+        return self._handle.decode()
+
+    @property
+    def unique(self) -> str:
+        """The unique id the client sent (gearmgr's client always sends one)."""
+        u = self._unique
+        return u.decode("utf-8", "replace") if isinstance(u, bytes) else u
 
     @property
     def text(self) -> str:
@@ -68,7 +80,7 @@ class Job:
         self._send(
             encode(
                 _WORK_STATUS,
-                self.handle.encode(),
+                self._handle,
                 str(int(numerator)).encode(),
                 str(int(denominator)).encode(),
             )
@@ -76,11 +88,11 @@ class Job:
 
     def send_data(self, chunk: bytes | str) -> None:
         """Stream a partial result to the client (WORK_DATA)."""
-        self._send(encode(_WORK_DATA, self.handle.encode(), to_bytes(chunk)))
+        self._send(encode(_WORK_DATA, self._handle, to_bytes(chunk)))
 
     def warning(self, message: bytes | str) -> None:
         """Send a warning to the client (WORK_WARNING)."""
-        self._send(encode(_WORK_WARNING, self.handle.encode(), to_bytes(message)))
+        self._send(encode(_WORK_WARNING, self._handle, to_bytes(message)))
 
     def __repr__(self) -> str:
         return f"<Job {self.function} {self.handle} unique={self.unique!r} {len(self.data)}B>"

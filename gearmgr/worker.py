@@ -47,6 +47,26 @@ _NO_JOB = P.NO_JOB
 _unpack_header = HEADER.unpack_from
 
 _NBUCKETS = len(sb.BUCKETS)
+_BUCKET_BOUNDS = sb.BUCKETS
+_F_DURATION, _F_BUCKETS = sb.F_DURATION, sb.F_BUCKETS
+_BUSY, _IDLE = sb.BUSY, sb.IDLE
+_monotonic = time.monotonic
+_bisect = bisect_left
+
+
+class _SlotWords:
+    """Absolute word indexes of one scoreboard slot's fields, computed once per process."""
+
+    __slots__ = ("deadline", "done", "failed", "last", "started", "state")
+
+    def __init__(self, base: int) -> None:
+        self.state = base + sb.STATE
+        self.started = base + sb.JOB_STARTED
+        self.deadline = base + sb.JOB_DEADLINE
+        self.done = base + sb.JOBS_DONE
+        self.failed = base + sb.JOBS_FAILED
+        self.last = base + sb.LAST_DURATION
+
 
 DOWN, CONNECTING, UP = "down", "connecting", "up"
 RECONNECT_MIN = 0.1  # seconds; doubled on each failure up to RECONNECT_MAX, with jitter
@@ -157,6 +177,9 @@ class Worker:
         # Scoreboard: the slot's words, written with plain stores.
         self._sb = scoreboard
         self._base = scoreboard.base(slot) if scoreboard else 0
+        self._words = scoreboard.words if scoreboard else None
+        self._floats = scoreboard.floats if scoreboard else None
+        self._slot_words = _SlotWords(self._base)
         order = counters if counters is not None else sorted(self.handlers)
         self._func_index = {  # function -> first word of its counters in the slot
             name: self._base + sb.FUNC_BASE + sb.FUNC_STRIDE * i
@@ -405,53 +428,49 @@ class Worker:
     def _run_job(self, conn: Connection, args: tuple[bytes, ...]) -> None:
         handle_b, function_b, unique_b, data = args
         function = function_b.decode()
-        handler = self.handlers.get(function)
         if not self._busy:
             self._busy = True
             self._title("busy")
-        words = self._sb.words if self._sb is not None else None
-        base = self._base
-        start = time.monotonic()
+        words, floats, slot = self._words, self._floats, self._slot_words
+        start = _monotonic()
         if words is not None:
-            floats = self._sb.floats  # type: ignore[union-attr]
-            floats[base + sb.JOB_STARTED] = start
-            words[base + sb.STATE] = sb.BUSY
-        job = Job(
-            handle_b.decode(), function, unique_b.decode(errors="replace"), data, conn.send_job
-        )
-        timeout = self.timeouts.get(function) if self.timeouts else None
-        if timeout:
-            if words is not None:
-                floats[base + sb.JOB_DEADLINE] = start + timeout
-            self._current = (conn, handle_b, start + timeout, timeout, function)
+            floats[slot.started] = start
+            words[slot.state] = _BUSY
+        job = Job(handle_b, function, unique_b, data, conn.send_job)
+        if self.timeouts:
+            timeout = self.timeouts.get(function)
+            if timeout:
+                if floats is not None:
+                    floats[slot.deadline] = start + timeout
+                self._current = (conn, handle_b, start + timeout, timeout, function)
         failed = False
         try:
-            if handler is None:
-                raise LookupError(f"this process does not serve function {function!r}")
-            reply = encode(_WORK_COMPLETE, handle_b, to_bytes(handler(job)))
+            reply = encode(_WORK_COMPLETE, handle_b, to_bytes(self.handlers[function](job)))
         except BaseException as exc:  # the job fails, the process lives on
             failed = True
+            if isinstance(exc, KeyError) and function not in self.handlers:
+                exc = LookupError(f"this process does not serve function {function!r}")
             text = f"{type(exc).__name__}: {exc}"
             job.log.error("failed: %s", text, exc_info=not isinstance(exc, SystemExit))
             reply = encode(P.WORK_WARNING, handle_b, text.encode()) + encode(P.WORK_FAIL, handle_b)
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 self._stop = True
-        end = time.monotonic()
+        end = _monotonic()
         self.jobs += 1
         if words is not None:
-            words[base + sb.JOBS_DONE] = self.jobs
-            floats[base + sb.LAST_DURATION] = end - start
+            duration = end - start
+            words[slot.done] = self.jobs
+            floats[slot.last] = duration
             fb = self._func_index.get(function)
             if fb is not None:
-                duration = end - start
                 words[fb + failed] += 1
-                floats[fb + sb.F_DURATION] += duration
-                bucket = bisect_left(sb.BUCKETS, duration)
+                floats[fb + _F_DURATION] += duration
+                bucket = _bisect(_BUCKET_BOUNDS, duration)
                 if bucket < _NBUCKETS:
-                    words[fb + sb.F_BUCKETS + bucket] += 1
+                    words[fb + _F_BUCKETS + bucket] += 1
             if failed:
-                words[base + sb.JOBS_FAILED] += 1
-            words[base + sb.STATE] = sb.IDLE
+                words[slot.failed] += 1
+            words[slot.state] = _IDLE
         if self.max_jobs or self.deadline or self.max_memory:
             self._check_limits(end)
         grab = not (self._stop or self.leaving)
@@ -460,8 +479,8 @@ class Worker:
         if self._lock is not None:
             with self._lock:
                 self._current = None
-                if words is not None:
-                    floats[base + sb.JOB_DEADLINE] = 0.0
+                if floats is not None:
+                    floats[slot.deadline] = 0.0
                 ok = self._send(conn, reply)
         else:
             ok = self._send(conn, reply)
