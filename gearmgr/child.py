@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from gearmgr.discovery import WorkerLoadError, load_handler
-from gearmgr.logs import redirect_stdio
+from gearmgr.logs import redirect_stdio, set_label
 from gearmgr.scoreboard import EXIT_REASON, REASON_NO_FUNCTIONS, Scoreboard
 from gearmgr.worker import EXIT_NO_FUNCTIONS, Worker
 
@@ -70,13 +70,14 @@ def run_child(
     if os.getppid() != parent_pid:
         return 0
     redirect_stdio()  # print() and tracebacks of worker code go where the log goes
+    set_label(f"worker {','.join(sorted(functions))}")
     set_title(f"gearmgr: worker {','.join(sorted(functions))} [starting]")
     handlers = {}
     for name, path in sorted(functions.items()):
         try:
             handlers[name] = load_handler(name, path)
         except WorkerLoadError as exc:
-            log.error("worker %s: function %s left out: %s", key, name, exc)
+            log.error("function %s left out of %s: %s", name, key, exc)
     if not handlers:
         scoreboard.words[scoreboard.base(slot) + EXIT_REASON] = REASON_NO_FUNCTIONS
         return EXIT_NO_FUNCTIONS

@@ -26,7 +26,27 @@ _SYSLOG_PRIORITY = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
-PLAIN_FORMAT = "%(asctime)s %(levelname)s gearmgr[%(process)d]: %(message)s"
+PLAIN_FORMAT = "%(asctime)s %(levelname)s gearmgr[%(process)d] %(gm_label)s: %(message)s"
+SHORT_FORMAT = "gearmgr[%(process)d] %(gm_label)s: %(message)s"
+
+
+class _Label(logging.Filter):
+    """Adds what the process is (``supervisor``, ``worker reverse,echo``) to every record, so
+    lines from worker code's own loggers say which function they come from."""
+
+    label = "supervisor"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.gm_label = self.label
+        return True
+
+
+_label = _Label()
+
+
+def set_label(label: str) -> None:
+    """Name this process in every log line from now on (called after a fork)."""
+    _label.label = label
 
 
 class JournalFormatter(logging.Formatter):
@@ -55,16 +75,17 @@ def setup_logging(level: str = "info", log_file: str | None = None) -> None:
     if log_file == "syslog":
         address = "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
         handler = logging.handlers.SysLogHandler(address=address)
-        handler.setFormatter(logging.Formatter("gearmgr[%(process)d]: %(message)s"))
+        handler.setFormatter(logging.Formatter(SHORT_FORMAT))
     elif log_file:
         handler = logging.FileHandler(log_file, encoding="utf-8", delay=False)
         handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
     else:
         handler = logging.StreamHandler(sys.stderr)
         if os.environ.get("JOURNAL_STREAM"):
-            handler.setFormatter(JournalFormatter("gearmgr[%(process)d]: %(message)s"))
+            handler.setFormatter(JournalFormatter(SHORT_FORMAT))
         else:
             handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    handler.addFilter(_label)
     _handler = handler
     root.addHandler(handler)
     root.setLevel(LEVELS.get(level, logging.INFO))

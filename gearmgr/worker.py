@@ -31,7 +31,7 @@ from typing import Any
 
 from gearmgr import scoreboard as sb
 from gearmgr.job import Job, to_bytes
-from gearmgr.logs import reopen_log_file
+from gearmgr.logs import reopen_log_file, set_label
 from gearmgr.protocol import HEADER, RES, Decoder, PacketType, ProtocolError, encode
 
 log = logging.getLogger("gearmgr.worker")
@@ -199,6 +199,7 @@ class Worker:
 
     def run(self) -> int:
         """Serve jobs until stopped or a limit is reached; return the exit code."""
+        set_label(f"worker {self._names}")
         self._install_signals()
         self._poll.register(self._wakeup_r, select.POLLIN)
         self._write_slot_start()
@@ -206,9 +207,8 @@ class Worker:
             self._memory_baseline = current_rss()
             if self._memory_baseline > self.max_memory:
                 log.warning(
-                    "worker %s: a fresh process already uses %d bytes, over max_memory (%d); "
+                    "a fresh process already uses %d bytes, over max_memory (%d); "
                     "memory recycling is off for this process to avoid a recycle loop",
-                    self._names,
                     self._memory_baseline,
                     self.max_memory,
                 )
@@ -312,7 +312,7 @@ class Worker:
         conn.echo_deadline = 0.0
         conn.send_job = self._job_sender(conn)
         if conn.failures:
-            log.info("worker %s: connected to %s again", self._names, conn.address)
+            log.info("connected to %s again", conn.address)
         conn.failures = 0
         self._count_connected()
         if self._stop or self.leaving:
@@ -338,8 +338,7 @@ class Worker:
         level = logging.WARNING if was_up or conn.failures == 1 else logging.DEBUG
         log.log(
             level,
-            "worker %s: server %s unavailable (%s); retrying in %.1fs",
-            self._names,
+            "server %s unavailable (%s); retrying in %.1fs",
             conn.address,
             why,
             conn.retry_at - now,
@@ -416,14 +415,13 @@ class Worker:
             elif ptype == P.ERROR:
                 code, text = packet.args
                 log.warning(
-                    "worker %s: server %s sent ERROR %s: %s",
-                    self._names,
+                    "server %s sent ERROR %s: %s",
                     conn.address,
                     code.decode(errors="replace"),
                     text.decode(errors="replace"),
                 )
             elif ptype != P.ECHO_RES:
-                log.debug("worker %s: ignoring %r from %s", self._names, packet, conn.address)
+                log.debug("ignoring %r from %s", packet, conn.address)
 
     def _run_job(self, conn: Connection, args: tuple[bytes, ...]) -> None:
         handle_b, function_b, unique_b, data = args
@@ -488,9 +486,8 @@ class Worker:
             self._due = conn
         if not ok:
             log.warning(
-                "worker %s: the result of job %s could not be sent to %s; gearmand re-queues "
+                "the result of job %s could not be sent to %s; gearmand re-queues "
                 "a job whose worker disconnected (unless it restarted without a persistent queue)",
-                self._names,
                 job.handle,
                 conn.address,
             )
@@ -546,8 +543,7 @@ class Worker:
                 fail = encode(P.WORK_WARNING, handle, text) + encode(P.WORK_FAIL, handle)
                 self._send(conn, fail)
                 log.error(
-                    "worker %s: job %s overran its timeout; failed it and exiting",
-                    self._names,
+                    "job %s overran its timeout; failed it and exiting",
                     handle.decode(errors="replace"),
                 )
                 if self._sb is not None:
@@ -577,7 +573,7 @@ class Worker:
             self._reopen = False
             reopen_log_file()
         if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            log.warning("worker %s: the supervisor is gone; exiting", self._names)
+            log.warning("the supervisor is gone; exiting")
             self.leaving = sb.REASON_PARENT_GONE
             return
         if self.deadline and now >= self.deadline:
@@ -608,8 +604,7 @@ class Worker:
                 conn.sock.close()
         if reason != sb.REASON_STOP:
             log.info(
-                "worker %s: leaving after %d jobs (%s)",
-                self._names,
+                "leaving after %d jobs (%s)",
                 self.jobs,
                 sb.REASON_NAMES[reason],
             )

@@ -182,9 +182,11 @@ def test_worker_print_and_logging_go_to_the_log_file(
     supervisor_factory, gearmand: Gearmand, workers_dir: Path, tmp_path: Path
 ):
     (workers_dir / "chatty.py").write_text(
+        "import logging\n\n"
         "def chatty(job):\n"
         "    print('printed by worker code', flush=True)\n"
         "    job.log.warning('logged by worker code')\n"
+        "    logging.getLogger('mylib').warning('logged by a library')\n"
         "    return 'ok'\n"
     )
     log = tmp_path / "gearmgr.log"
@@ -198,6 +200,8 @@ def test_worker_print_and_logging_go_to_the_log_file(
     assert "chatty" in line and "H:" in line  # the function and the job handle
     workers = [p["pid"] for p in sup.status()["processes"]]
     assert f"[{workers[0]}]" in line
+    library = next(ln for ln in text.splitlines() if "logged by a library" in ln)
+    assert f"gearmgr[{workers[0]}] worker chatty:" in library
 
 
 def test_embedded_gearmand_serves_and_stops_last(tmp_path: Path, workers_dir: Path):

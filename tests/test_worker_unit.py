@@ -82,3 +82,17 @@ def test_job_api():
         (PacketType.WORK_DATA, (b"H:1", b"chunk")),
         (PacketType.WORK_WARNING, (b"H:1", b"careful")),
     ]
+
+
+def test_journald_lines_carry_the_priority_and_the_process_label():
+    import logging
+
+    from gearmgr.logs import SHORT_FORMAT, JournalFormatter, _label
+
+    record = logging.LogRecord("x", logging.WARNING, __file__, 1, "two\nlines", None, None)
+    _label.filter(record)
+    text = JournalFormatter(SHORT_FORMAT).format(record)
+    assert text.splitlines() == [
+        f"<4>gearmgr[{record.process}] supervisor: two",
+        "<4>lines",
+    ]
