@@ -93,18 +93,20 @@ class EmbeddedServer:
                 f"embedded_server: something already answers on {self.address}; "
                 "stop it or set embedded_server: false to use it"
             )
-        proc = subprocess.Popen(
-            self.command(),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=set_parent_death_signal,
-        )
+        # gearmand's own complaints (a bad option, a port in use) go to its log file: a pipe
+        # that nobody reads once it runs would fill up and block it.
+        with open(self.log_file, "ab") as errors:
+            proc = subprocess.Popen(
+                self.command(),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                start_new_session=True,
+                preexec_fn=set_parent_death_signal,
+            )
         self.pid = proc.pid
         self.started_at = time.monotonic()
         proc.returncode = 0  # the supervisor reaps it itself; keep subprocess from trying
-        self._stderr = proc.stderr
         return self.pid
 
     def wait_ready(self, timeout: float = 10.0) -> None:
@@ -124,7 +126,7 @@ class EmbeddedServer:
             except ChildProcessError:
                 pid, status = self.pid, 0
             if pid:
-                err = self._stderr.read().decode(errors="replace").strip() if self._stderr else ""
+                err = _last_line(self.log_file)
                 self.pid = 0
                 why = err or f"exit status {os.waitstatus_to_exitcode(status)}"
                 raise EmbeddedServerError(
@@ -155,3 +157,12 @@ class EmbeddedServer:
             time.sleep(0.01)
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
+
+
+def _last_line(path: Path) -> str:
+    """The last line of gearmand's log: why it stopped, usually."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""

@@ -294,7 +294,8 @@ class Supervisor:
         self._kill_all(signal.SIGKILL)
 
     def handle_hup(self) -> None:
-        self.reload()
+        if not self.stopping:
+            self.reload()
 
     def handle_usr1(self) -> None:
         reopen_log_file(redirect=False)

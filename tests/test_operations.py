@@ -275,3 +275,16 @@ def test_idle_clients_do_not_stall_the_supervisor(supervisor_factory, gearmand: 
     assert time.monotonic() - started < 1.5
     for s in [*silent, control]:
         s.close()
+
+
+def test_embedded_gearmand_that_fails_to_start_is_a_clear_error(tmp_path: Path, workers_dir: Path):
+    fake = tmp_path / "fake-gearmand"
+    fake.write_text("#!/bin/sh\necho 'could not bind: Address already in use' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    sup = RunningSupervisor(
+        tmp_path,
+        {"servers": [f"127.0.0.1:{free_port()}"], "embedded_server": True},
+        env={"GEARMGR_GEARMAND": str(fake)},
+    ).start()
+    assert sup.wait(timeout=20) == 1
+    assert "embedded gearmand exited at start (could not bind: Address already in use)" in sup.log()
