@@ -30,8 +30,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         import dataclasses
 
         config = dataclasses.replace(config, log_level=args.log_level)
-    allow_root = args.allow_root or os.environ.get("GEARMGR_ALLOW_ROOT") == "1"
-    return Supervisor(config, allow_root=allow_root).run()
+    return Supervisor(config, allow_root=args.allow_root or None).run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:

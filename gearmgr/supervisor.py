@@ -101,8 +101,10 @@ def describe_exit(status: int, killed_by_us: bool = False) -> str:
 class Supervisor:
     """Runs the processes that ``config`` plans until it is signalled to stop."""
 
-    def __init__(self, config: Config, *, allow_root: bool = False) -> None:
+    def __init__(self, config: Config, *, allow_root: bool | None = None) -> None:
         self.config = config
+        if allow_root is None:
+            allow_root = os.environ.get("GEARMGR_ALLOW_ROOT") == "1"
         self.allow_root = allow_root
         self.slots: list[Slot] = []
         self.draining: list[Slot] = []  # processes of slots no longer in the plan

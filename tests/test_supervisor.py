@@ -224,3 +224,40 @@ def test_reload_command(supervisor_factory, gearmand: Gearmand, workers_dir: Pat
     assert proc.returncode == 0, proc.stderr
     sup.wait_ready(gearmand.port, {"shout": 1})
     assert gearman_cli(gearmand.port, "-f", "shout", "hey").stdout.strip() == b"HEY"
+
+
+def test_worker_code_is_never_imported_by_the_supervisor(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path, tmp_path: Path
+):
+    trace = tmp_path / "imported-by"
+    (workers_dir / "traced.py").write_text(
+        "import os\n"
+        f"with open({str(trace)!r}, 'a') as f:\n"
+        "    f.write(f'{os.getpid()}\\n')\n\n"
+        "def traced(job):\n    return 'ok'\n"
+    )
+    sup = supervisor_factory({"include": ["traced"], "dedicated_count": 2})
+    sup.wait_ready(gearmand.port, {"traced": 2})
+    importers = {int(line) for line in trace.read_text().split()}
+    workers = set(sup.worker_pids("traced"))
+    assert workers <= importers  # each worker imported it after the fork...
+    assert sup.pid not in importers  # ...and the supervisor never did
+    assert len(importers - workers) == 1  # the one throwaway validation fork
+
+
+def test_process_titles_and_socket_mode(supervisor_factory, gearmand: Gearmand):
+    import stat
+
+    sup = supervisor_factory({"include": ["reverse"]})
+    sup.wait_ready(gearmand.port, {"reverse": 1})
+
+    def title(pid: int) -> str:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+
+    assert title(sup.pid) == f"gearmgr: supervisor ({sup.config_path})"
+    worker = sup.worker_pids("reverse")[0]
+    wait_for(lambda: title(worker) == "gearmgr: worker reverse [jobs=0 idle]", what="title")
+    gearman_cli(gearmand.port, "-f", "reverse", "ab")
+    wait_for(lambda: title(worker) == "gearmgr: worker reverse [jobs=1 idle]", what="jobs=1")
+    mode = stat.S_IMODE((sup.workdir / "gearmgr.sock").stat().st_mode)
+    assert mode == 0o600
