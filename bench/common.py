@@ -464,7 +464,11 @@ class Pool:
     def start(self) -> Pool:
         cmd, env = worker_command(self.kind, self.gearmand.address, self.function)
         for _ in range(self.n):
-            self.procs.append(subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL))
+            # A session of their own: a SIGHUP/SIGCONT sent to the bench's process group (its
+            # shell exiting) must not wake pools the benchmark keeps stopped.
+            self.procs.append(
+                subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, start_new_session=True)
+            )
         self.gearmand.wait_workers(self.function, self.n)
         return self
 
@@ -544,6 +548,7 @@ class Supervised:
             stdin=subprocess.DEVNULL,
             env=self.env,
             cwd=self.dir,
+            start_new_session=True,
         )
         return self
 
