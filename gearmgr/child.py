@@ -21,6 +21,7 @@ from gearmgr.worker import EXIT_NO_FUNCTIONS, Worker
 
 log = logging.getLogger("gearmgr.worker")
 PR_SET_PDEATHSIG = 1
+IMPORT_TIMEOUT = 60  # seconds a worker process may take to import its worker files
 
 
 def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
@@ -73,11 +74,15 @@ def run_child(
     set_label(f"worker {','.join(sorted(functions))}")
     set_title(f"gearmgr: worker {','.join(sorted(functions))} [starting]")
     handlers = {}
+    # A worker file whose import hangs must not leave a process that never registers: SIGALRM's
+    # default action ends it, the supervisor logs the signal and backs the slot off.
+    signal.alarm(IMPORT_TIMEOUT)
     for name, path in sorted(functions.items()):
         try:
             handlers[name] = load_handler(name, path)
         except WorkerLoadError as exc:
             log.error("function %s left out of %s: %s", name, key, exc)
+    signal.alarm(0)
     if not handlers:
         scoreboard.words[scoreboard.base(slot) + EXIT_REASON] = REASON_NO_FUNCTIONS
         return EXIT_NO_FUNCTIONS

@@ -762,7 +762,10 @@ class Supervisor:
         at least one: a server that is down must not keep systemd waiting, its outage is in
         the logs and the status), or is backing off after a failure."""
         wanted = 1 if any(self.servers_up.values()) else 0
+        broken = set(self.catalog.broken)
         for slot in self.slots:
+            if set(slot.spec.functions) <= broken:
+                continue  # its file fails to load: logged, retried, not worth holding up READY
             if slot.state == RUNNING:
                 view = self.scoreboard.read(slot.index)
                 if view.state not in ("idle", "busy") or view.servers_connected < wanted:

@@ -79,21 +79,22 @@ def test_systemd_notifications(supervisor_factory, gearmand: Gearmand, tmp_path:
     listener.close()
 
 
-def test_systemd_ready_even_with_one_server_down(
-    supervisor_factory, gearmand: Gearmand, tmp_path: Path
+def test_systemd_ready_with_one_server_down_and_a_broken_file(
+    supervisor_factory, gearmand: Gearmand, tmp_path: Path, workers_dir: Path
 ):
+    (workers_dir / "broken.py").write_text("import no_such_module_here\n")
     path = tmp_path / "notify.sock"
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(str(path))
     listener.settimeout(20)
     down = f"127.0.0.1:{free_port()}"
     sup = supervisor_factory(
-        {"include": ["reverse"], "servers": [gearmand.address, down]},
+        {"include": ["reverse", "broken"], "servers": [gearmand.address, down]},
         env={"NOTIFY_SOCKET": str(path)},
     )
     while "READY=1" not in (message := listener.recv(4096).decode()):
         pass
-    assert "STATUS=1 processes" in message
+    assert "processes" in message and "broken: broken" in message
     assert f"job server {down} is down" in sup.log()
     listener.close()
 
