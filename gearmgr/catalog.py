@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from gearmgr.config import Config
@@ -34,7 +35,12 @@ class Catalog:
         self._broken_logged: set[str] = set()
         self._reported: set[str] = set()
 
-    def scan(self, config: Config, validate_all: bool = True) -> set[str]:
+    def scan(
+        self,
+        config: Config,
+        validate_all: bool = True,
+        in_child: Callable[[], None] | None = None,
+    ) -> set[str]:
         """Scan the worker folders and validate files in a throwaway subprocess (every file, or
         only new and changed ones). Returns the functions whose code changed and still loads;
         a changed file that no longer loads is logged and its running processes are kept."""
@@ -48,7 +54,7 @@ class Catalog:
             todo = dict(found.files)
         else:
             todo = {n: p for n, p in found.files.items() if signatures[n] != self.signatures.get(n)}
-        results = validate(todo)
+        results = validate(todo, in_child=in_child)
         changed = set()
         for name, err in sorted(results.items()):
             known = name in self.signatures

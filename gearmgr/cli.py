@@ -26,11 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gearmgr.supervisor import Supervisor
 
     config = load(args)
-    if args.log_level:
-        import dataclasses
-
-        config = dataclasses.replace(config, log_level=args.log_level)
-    return Supervisor(config, allow_root=args.allow_root or None).run()
+    return Supervisor(config, allow_root=args.allow_root or None, log_level=args.log_level).run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -110,14 +110,19 @@ def describe_exception(exc: BaseException) -> str:
     return text
 
 
-def validate(files: dict[str, Path], timeout: float = 20.0) -> dict[str, str | None]:
+def validate(
+    files: dict[str, Path],
+    timeout: float = 20.0,
+    in_child: Callable[[], None] | None = None,
+) -> dict[str, str | None]:
     """Import each worker file in a throwaway forked process: name -> error text, or None.
 
     The supervisor never imports worker code itself: the fork does, reports through a pipe and
     exits, so a file that hangs, kills the interpreter or leaves state behind fails validation
     instead of touching the supervisor. A fork rather than a new interpreter: it costs about a
     millisecond instead of fifty, and needs no access to the Python executable after a
-    privilege drop.
+    privilege drop. ``in_child`` runs first in the fork: the supervisor closes its own
+    sockets and files there, so nothing the import starts can hold them.
     """
     if not files:
         return {}
@@ -129,6 +134,8 @@ def validate(files: dict[str, Path], timeout: float = 20.0) -> dict[str, str | N
         try:
             os.close(read_fd)
             signal.set_wakeup_fd(-1)
+            if in_child is not None:
+                in_child()
             os.dup2(2, 1)  # worker files that print must not reach the supervisor's stdout
             results = {}
             for name, path in files.items():

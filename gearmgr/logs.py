@@ -97,8 +97,18 @@ def reopen_log_file(redirect: bool = True) -> None:
     if isinstance(_handler, logging.FileHandler):
         _handler.acquire()
         try:
-            _handler.close()
-            _handler.stream = _handler._open()
+            try:
+                stream = _handler._open()
+            except OSError as exc:  # keep writing to the old file rather than die
+                print(
+                    f"gearmgr[{os.getpid()}]: cannot reopen the log file {_handler.baseFilename}: "
+                    f"{exc.strerror}; still writing to the old one",
+                    file=sys.__stderr__,
+                )
+                return
+            old, _handler.stream = _handler.stream, stream
+            if old is not None:
+                old.close()
         finally:
             _handler.release()
         if redirect:

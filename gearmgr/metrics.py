@@ -80,11 +80,14 @@ class SupervisorCollector:
         for name in sup.catalog.files:
             for state in ("idle", "busy", "stopping"):
                 counts[(name, state)] = 0
+        seen: set[str] = set()
         for proc in processes(sup):
             for name in proc["functions"]:
                 key = (name, proc["state"])
                 counts[key] = counts.get(key, 0) + 1
-            rss.add_metric([proc["key"]], proc["rss"])
+            if proc["key"] not in seen:  # one series per slot, also while a replacement starts
+                seen.add(proc["key"])
+                rss.add_metric([proc["key"]], proc["rss"])
         for (name, state), n in sorted(counts.items()):
             workers.add_metric([name, state], n)
         yield workers

@@ -5,11 +5,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from gearmgr.embedded import answers
 from gearmgr.scoreboard import FunctionStats
 from gearmgr.slot import RUNNING, STOPPING
 from gearmgr.units import format_duration, format_size
-from gearmgr.worker import split_address
 
 if TYPE_CHECKING:
     from gearmgr.supervisor import Supervisor
@@ -72,10 +70,12 @@ def build_status(sup: Supervisor) -> dict[str, Any]:
         for name in proc["functions"]:
             if name in functions:
                 functions[name]["processes"] += 1
-    servers = []
-    for address in sup.config.servers:
-        host, port = split_address(address)
-        servers.append({"address": address, "connected": answers(host, port, 0.3)})
+    # As the supervisor's last check saw them (every few seconds): asking here would block the
+    # loop on a server that does not answer.
+    servers = [
+        {"address": address, "connected": sup.servers_up.get(address, False)}
+        for address in sup.config.servers
+    ]
     return {
         "pid": sup.pid,
         "uptime": time.time() - sup.started_at,

@@ -22,6 +22,7 @@ from gearmgr import scoreboard as sb
 from gearmgr.catalog import Catalog
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.control import ControlError, ControlServer
+from gearmgr.discovery import discover
 from gearmgr.embedded import EmbeddedServer, EmbeddedServerError, answers
 from gearmgr.listener import Listener
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
@@ -53,6 +54,7 @@ TIMEOUT_GRACE = 5.0  # a job past its timeout by this much is killed by the supe
 REPLACE_POLL = 0.01  # how often a rolling replacement checks that the new process registered
 REPLACE_WAIT = 10.0  # longest wait for a replacement to register before draining the old one
 TICK = 1.0
+MAX_PROCESSES = 1000  # planned processes; the scoreboard keeps room for draining ones
 STATUS_INTERVAL = 5.0  # seconds between systemd STATUS= updates
 SERVER_CHECK = 5.0  # seconds between checks of the job servers
 
@@ -101,7 +103,12 @@ def describe_exit(status: int, killed_by_us: bool = False) -> str:
 class Supervisor:
     """Runs the processes that ``config`` plans until it is signalled to stop."""
 
-    def __init__(self, config: Config, *, allow_root: bool | None = None) -> None:
+    def __init__(
+        self, config: Config, *, allow_root: bool | None = None, log_level: str | None = None
+    ) -> None:
+        """``log_level`` overrides the config's (``gearmgr run -v``), across reloads too."""
+        self._log_level = log_level
+        config = self._with_overrides(config)
         self.config = config
         if allow_root is None:
             allow_root = os.environ.get("GEARMGR_ALLOW_ROOT") == "1"
@@ -145,15 +152,24 @@ class Supervisor:
             self._start()
             self._loop()
         except FatalError as exc:
-            log.error("%s", exc)
-            if self.config.log_file:  # the one clear line goes to stderr too
-                print(f"gearmgr: {exc}", file=sys.stderr)
-            self._kill_all(signal.SIGKILL)
-            self._final_cleanup()
-            return exc.code
+            return self._die(str(exc), exc.code)
+        except Exception as exc:  # a bug: still one clear line, and no orphans left behind
+            log.exception("internal error")
+            return self._die(f"internal error: {type(exc).__name__}: {exc}", EXIT_FATAL)
         self._final_cleanup()
         log.info("stopped")
         return EXIT_OK
+
+    def _with_overrides(self, config: Config) -> Config:
+        return config.replace(log_level=self._log_level) if self._log_level else config
+
+    def _die(self, message: str, code: int) -> int:
+        log.error("%s", message)
+        if self.config.log_file:  # the one clear line goes to stderr too
+            print(f"gearmgr: {message}", file=sys.stderr)
+        self._kill_all(signal.SIGKILL)
+        self._final_cleanup()
+        return code
 
     def _start(self) -> None:
         if self.config.pid_file is not None:
@@ -181,8 +197,12 @@ class Supervisor:
         set_title(f"gearmgr: supervisor ({label})")
         if self.config.embedded_server:
             self._start_embedded()
-        self.catalog.scan(self.config)
+        self.catalog.scan(self.config, in_child=self._in_validation_child)
         plan = make_plan(self.config, self.catalog.files)
+        try:
+            self._check_capacity(plan)
+        except FatalError as exc:
+            raise FatalError(str(exc), EXIT_USAGE) from exc
         if not plan:
             log.warning("no worker functions to run: check worker_dirs, include and exclude")
         self.slots = [Slot(spec, self._take_index()) for spec in plan]
@@ -233,6 +253,10 @@ class Supervisor:
 
     def _wait_time(self, now: float) -> float:
         wake = now + TICK
+        if self.stopping:  # nothing starts any more: wait for exits and kill deadlines
+            for slot in self._stopping_slots():
+                wake = min(wake, slot.kill_at)
+            return max(0.0, wake - now)
         for slot in self.slots:
             if slot.state not in (RUNNING, STOPPING):
                 wake = min(wake, max(slot.next_start, self._spawn_at))
@@ -377,6 +401,8 @@ class Supervisor:
         view = self.scoreboard.read(slot.index)
         asked = slot.state == STOPPING
         reason = slot.stop_reason if asked else view.exit_reason
+        if reason in ("stop", "parent_gone") and not asked:
+            reason = "crash"  # stopped by someone else (an outside TERM, SystemExit in a job)
         clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and reason != "crash"
         how = describe_exit(status, killed_by_us=asked)
         pid = slot.pid
@@ -390,8 +416,6 @@ class Supervisor:
             log.info("process %d (%s) %s", pid, slot.key, how)
             slot.exited(now, clean=True)
             return
-        if reason in ("stop", "parent_gone") and not asked:
-            reason = "crash"
         restart_reason = (
             reason
             if reason in ("max_jobs", "max_lifetime", "max_memory", "timeout", "reload")
@@ -484,6 +508,13 @@ class Supervisor:
         slot.started(pid, now)
         log.debug("started process %d (%s: %s)", pid, slot.key, ",".join(spec.functions))
 
+    def _in_validation_child(self) -> None:
+        """The throwaway fork that imports worker files to validate them (runs in the child)."""
+        from gearmgr.child import set_parent_death_signal
+
+        self._in_child()
+        set_parent_death_signal(signal.SIGKILL)
+
     def _in_child(self) -> None:
         """Drop what belongs to the supervisor (runs in the child, right after fork)."""
         from gearmgr.child import reset_signals
@@ -506,8 +537,8 @@ class Supervisor:
     def _enforce_job_timeouts(self, now: float) -> None:
         """Backstop for the worker's own timeout watchdog (which cannot run while a job holds
         the GIL): kill a process whose job is past its deadline by TIMEOUT_GRACE."""
-        for slot in self.slots:
-            if slot.state != RUNNING:
+        for slot in self._all_slots():
+            if not slot.pid or slot.stop_reason == "timeout":
                 continue
             deadline = self.scoreboard.floats[self.scoreboard.base(slot.index) + sb.JOB_DEADLINE]
             if deadline and now > deadline + TIMEOUT_GRACE:
@@ -518,6 +549,7 @@ class Supervisor:
                     slot.key,
                 )
                 slot.stopping(now, 0, "timeout")
+                slot.stop_reason = "timeout"
                 self._signal(slot, signal.SIGKILL)
 
     # -- reload --------------------------------------------------------------------------------
@@ -525,14 +557,26 @@ class Supervisor:
     def reload(self) -> None:
         """HUP: reload the config, rescan the worker folders, and reconcile: start what the new
         plan adds, drain what it drops, replace one by one what changed (limits, function set
-        or code)."""
+        or code). Whatever goes wrong is logged and the running processes are kept."""
+        try:
+            self._reload()
+        except (FatalError, OSError, ValueError) as exc:
+            log.error("reload failed, keeping what runs: %s", exc)
+
+    def _reload(self) -> None:
         path = self.config.path
         try:
-            config = load_config(path) if path else self.config
+            config = self._with_overrides(load_config(path)) if path else self.config
         except ConfigError as exc:
             log.error("reload: the config does not load, keeping the running one: %s", exc)
             return
-        if config.log_level != self.config.log_level or config.log_file != self.config.log_file:
+        plan = make_plan(config, discover(config.worker_dirs, config.include, config.exclude).files)
+        self._check_capacity(plan)
+        logging_changed = (config.log_level, config.log_file) != (
+            self.config.log_level,
+            self.config.log_file,
+        )
+        if logging_changed:
             setup_logging(config.log_level, config.log_file)
         if (
             config.worker_dirs != self.config.worker_dirs
@@ -541,16 +585,23 @@ class Supervisor:
             self._start_watcher(config)
         servers_changed = config.servers != self.config.servers
         self.config = config
-        changed = self.catalog.scan(config, validate_all=True)
-        if servers_changed:  # every process connects to every server: replace them all
-            log.info("servers changed to %s", ", ".join(config.servers))
+        changed = self.catalog.scan(config, validate_all=True, in_child=self._in_validation_child)
+        if servers_changed or logging_changed:  # settings every process holds: replace them all
+            log.info("servers or logging changed: replacing every process one by one")
             changed |= set(self.catalog.files)
         self._apply_plan(changed)
 
     def code_changed(self) -> None:
         """auto_reload: worker files changed, were added or removed."""
-        changed = self.catalog.scan(self.config, validate_all=False)
-        self._apply_plan(changed)
+        try:
+            changed = self.catalog.scan(
+                self.config, validate_all=False, in_child=self._in_validation_child
+            )
+            plan = make_plan(self.config, self.catalog.files)
+            self._check_capacity(plan)
+            self._apply_plan(changed)
+        except (FatalError, OSError, ValueError) as exc:
+            log.error("code reload failed, keeping what runs: %s", exc)
 
     def _apply_plan(self, changed_code: set[str]) -> None:
         plan = make_plan(self.config, self.catalog.files)
@@ -580,6 +631,8 @@ class Supervisor:
         )
 
     def _queue_replacement(self, slot: Slot, spec: ProcessSpec) -> None:
+        if slot.pid and set(spec.functions) <= set(self.catalog.broken):
+            return  # a new process could not load it: the running one keeps serving
         self.replacing = deque((s, p) for s, p in self.replacing if s is not slot)
         self.replacing.append((slot, spec))
 
@@ -626,7 +679,22 @@ class Supervisor:
             ready = (
                 new.state == RUNNING and view.state in ("idle", "busy") and view.servers_connected
             )
-            if not (ready or now - since > REPLACE_WAIT or new.state != RUNNING):
+            if new.state != RUNNING and not new.pid:
+                # The new process died before it registered (e.g. its file broke): keep the old
+                # one serving rather than leave the function with nothing.
+                self.replacement = None
+                if old.pid:
+                    log.warning(
+                        "the replacement for %s died before registering; process %d stays",
+                        old.key,
+                        old.pid,
+                    )
+                    self.slots[self.slots.index(new)] = old
+                    self._release_index(new.index)
+                else:  # the old one is gone too: the new slot retries with its backoff
+                    self._release_index(old.index)
+                return
+            if not (ready or now - since > REPLACE_WAIT):
                 return
             self.replacement = None
             if old.pid:
@@ -824,6 +892,20 @@ class Supervisor:
             self.totals[name] = self.totals.get(name, sb.FunctionStats()) + st
 
     # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _check_capacity(self, plan: list[ProcessSpec]) -> None:
+        """Refuse a plan the scoreboard cannot hold, with room for the processes that drain
+        while their replacements start."""
+        if len(plan) > MAX_PROCESSES:
+            raise FatalError(
+                f"the config plans {len(plan)} processes; gearmgr runs at most {MAX_PROCESSES}"
+            )
+        busy = len(self.draining) + (1 if self.replacement else 0)
+        if len(plan) + busy > self.scoreboard.capacity:
+            raise FatalError(
+                f"the new plan needs {len(plan)} process slots and {busy} are still draining; "
+                "try again once they have stopped"
+            )
 
     def _take_index(self) -> int:
         if not self._free:

@@ -194,6 +194,9 @@ class Worker:
         # gearmand answers a GRAB at once, so the loop reads it with a blocking recv() and skips
         # the poll() call that would only say "readable" (one system call less per job).
         self._due: Connection | None = None
+        # Only with one server: with several, every read goes through poll() so that a busy
+        # server cannot starve the others (their jobs, their keep-alive answers).
+        self._direct = len(self.conns) == 1
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -317,7 +320,7 @@ class Worker:
         self._count_connected()
         if self._stop or self.leaving:
             return
-        if self._send(conn, self._register_packet):
+        if self._send(conn, self._register_packet) and self._direct:
             self._due = conn
 
     def _lost(self, conn: Connection, now: float, why: str) -> None:
@@ -404,7 +407,7 @@ class Worker:
             elif ptype == _NOOP:
                 if conn.sleeping and not (self._stop or self.leaving):
                     conn.sleeping = False
-                    if self._send(conn, GRAB):
+                    if self._send(conn, GRAB) and self._direct:
                         self._due = conn
             elif ptype == _NO_JOB:
                 conn.sleeping = True
@@ -453,6 +456,11 @@ class Worker:
             reply = encode(P.WORK_WARNING, handle_b, text.encode()) + encode(P.WORK_FAIL, handle_b)
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 self._stop = True
+        if self._lock is not None:
+            with self._lock:  # from here on the watchdog leaves this job alone
+                self._current = None
+                if floats is not None:
+                    floats[slot.deadline] = 0.0
         end = _monotonic()
         self.jobs += 1
         if words is not None:
@@ -475,14 +483,11 @@ class Worker:
         if grab:
             reply += GRAB
         if self._lock is not None:
-            with self._lock:
-                self._current = None
-                if floats is not None:
-                    floats[slot.deadline] = 0.0
+            with self._lock:  # the job's own sends (status, data) may come from its threads
                 ok = self._send(conn, reply)
         else:
             ok = self._send(conn, reply)
-        if ok and grab:
+        if ok and grab and self._direct:
             self._due = conn
         if not ok:
             log.warning(
