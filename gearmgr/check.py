@@ -7,10 +7,10 @@ from typing import TextIO
 
 from gearmgr.config import Config
 from gearmgr.discovery import discover, validate
-from gearmgr.plan import make_plan
+from gearmgr.plan import MAX_PROCESSES, make_plan
 from gearmgr.units import format_duration, format_size
 
-EXIT_OK, EXIT_BROKEN = 0, 1
+EXIT_OK, EXIT_BROKEN, EXIT_CONFIG = 0, 1, 2
 
 
 def _limits(spec_limits: object) -> str:
@@ -46,6 +46,9 @@ def check(config: Config, out: TextIO) -> int:
         print(f"  {name:<24} {path}" + (f"\n    ERROR {err}" if err else ""), file=out)
     plan = make_plan(config, found.files)
     print(f"processes: {len(plan)}", file=out)
+    if len(plan) > MAX_PROCESSES:
+        print(f"ERROR the plan has more than {MAX_PROCESSES} processes", file=out)
+        return EXIT_CONFIG
     for spec in plan:
         timeouts = ", ".join(f"{n}={format_duration(t)}" for n, t in spec.timeouts if t)
         line = f"  {spec.key:<20} {','.join(spec.functions)}  [{_limits(spec.limits)}"

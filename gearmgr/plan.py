@@ -14,6 +14,9 @@ from dataclasses import dataclass, replace
 from gearmgr.config import Config, FunctionSettings
 
 SHARED = "all"
+#: The most processes one supervisor plans; its scoreboard keeps room beyond this for processes
+#: that drain while their replacements start.
+MAX_PROCESSES = 1000
 
 
 @dataclass(frozen=True)

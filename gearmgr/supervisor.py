@@ -28,7 +28,7 @@ from gearmgr.listener import Listener
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.metrics import MetricsServer, SupervisorCollector
 from gearmgr.pidfile import PidFile, PidFileError
-from gearmgr.plan import ProcessSpec, make_plan
+from gearmgr.plan import MAX_PROCESSES, ProcessSpec, make_plan
 from gearmgr.privileges import PrivilegeError, drop, prepare_files, resolve
 from gearmgr.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
 from gearmgr.status import build_status, summary
@@ -54,7 +54,6 @@ TIMEOUT_GRACE = 5.0  # a job past its timeout by this much is killed by the supe
 REPLACE_POLL = 0.01  # how often a rolling replacement checks that the new process registered
 REPLACE_WAIT = 10.0  # longest wait for a replacement to register before draining the old one
 TICK = 1.0
-MAX_PROCESSES = 1000  # planned processes; the scoreboard keeps room for draining ones
 STATUS_INTERVAL = 5.0  # seconds between systemd STATUS= updates
 SERVER_CHECK = 5.0  # seconds between checks of the job servers
 
