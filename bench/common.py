@@ -436,8 +436,10 @@ def worker_command(kind: str, address: str, function: str) -> tuple[list[str], d
 
     Kinds: ``c`` (libgearman, bench/cworker.c), ``php`` (pecl gearman, bench/php_worker.php),
     ``gearmgr`` (bench/gm_worker.py: gearmgr.worker.Worker as a forked child runs it: the no-op
-    function loaded from a worker file, a scoreboard slot, process titles). ``gearmgr@DIR`` runs
-    the same with DIR first on PYTHONPATH (to compare a patched copy of the package side by side).
+    function loaded from a worker file, a scoreboard slot, process titles). ``gearmgr-bare`` is
+    the same worker without the scoreboard and the titles: what reporting to the supervisor
+    costs. ``gearmgr@DIR`` runs the same with DIR first on PYTHONPATH (to compare a patched copy
+    of the package side by side).
     """
     host, port = address.rsplit(":", 1)
     env = dict(os.environ)
@@ -450,7 +452,8 @@ def worker_command(kind: str, address: str, function: str) -> tuple[list[str], d
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (alt, str(ROOT), env.get("PYTHONPATH", "")) if p
         )
-        return [PY, str(BENCH / "gm_worker.py"), address, function], env
+        bare = ["--bare"] if kind.partition("@")[0] == "gearmgr-bare" else []
+        return [PY, str(BENCH / "gm_worker.py"), address, function, *bare], env
     raise ValueError(f"unknown worker kind {kind!r}")
 
 

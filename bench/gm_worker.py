@@ -1,10 +1,12 @@
 """One gearmgr worker process for the benchmarks, set up the way a forked child runs it
 (gearmgr/child.py): the function loaded from a worker file, a scoreboard slot, process titles.
 
-    python bench/gm_worker.py HOST:PORT FUNCTION [--profile FILE]
+    python bench/gm_worker.py HOST:PORT FUNCTION [--profile FILE | --bare]
 
 The worker file is a no-op (``def FUNCTION(job): return None``) written to a temp folder.
 ``--profile FILE`` runs the loop under cProfile and dumps the stats to FILE on SIGTERM.
+``--bare`` runs it without a scoreboard slot and process titles, to measure what reporting to
+the supervisor costs on the job path.
 """
 
 from __future__ import annotations
@@ -23,20 +25,21 @@ from gearmgr.worker import Worker
 def main() -> int:
     address, function = sys.argv[1], sys.argv[2]
     profile = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--profile" else None
+    bare = "--bare" in sys.argv[3:]
     folder = Path(tempfile.mkdtemp(prefix="gearmgr-bench-worker-"))
     path = folder / f"{function}.py"
     path.write_text(f"def {function}(job):\n    return None\n")
     handler = load_handler(function, path)
     path.unlink()
     folder.rmdir()
-    scoreboard = Scoreboard(capacity=1)
+    scoreboard = None if bare else Scoreboard(capacity=1)
     worker = Worker(
         [address],
         {function: handler},
         scoreboard=scoreboard,
         slot=0,
         parent_pid=os.getppid(),
-        title=set_title,
+        title=None if bare else set_title,
         counters=[function],
     )
     if profile is None:

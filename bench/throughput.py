@@ -14,6 +14,7 @@ Competitors:
                dedicated_count = pool size)
   c            bench/cworker.c, libgearman's gearman_worker_work() loop
   php          bench/php_worker.php, pecl GearmanWorker (what GearmanManager runs)
+  gearmgr-bare the same worker without scoreboard slot and titles (the cost of reporting)
   gearmgr@DIR  gearmgr.worker from DIR (a patched copy), for side-by-side comparisons
 
     python bench/throughput.py [--quick] [--jobs N] [--rounds R] [--pools 1,2,4]
