@@ -44,6 +44,7 @@ test: setup
 lint: venv
 	$(VENV)/bin/ruff check gearmgr tests bench workers
 	$(VENV)/bin/ruff format --check gearmgr tests bench workers
+	$(VENV)/bin/mypy
 
 format: venv
 	$(VENV)/bin/ruff format gearmgr tests bench workers

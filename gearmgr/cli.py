@@ -76,12 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait (default: forever)")
     p.set_defaults(func=cmd_control)
 
-    from gearmgr import submit
-
-    try:
-        from gearmgr import import_ini
-    except ImportError:
-        import_ini = submit  # TEMP
+    from gearmgr import import_ini, submit
 
     p = sub.add_parser("submit", parents=[common], help="submit a job and print its result")
     submit.add_arguments(p)

@@ -137,14 +137,14 @@ def validate(
             if in_child is not None:
                 in_child()
             os.dup2(2, 1)  # worker files that print must not reach the supervisor's stdout
-            results = {}
+            found: dict[str, str | None] = {}
             for name, path in files.items():
                 try:
                     load_handler(name, path)
-                    results[name] = None
+                    found[name] = None
                 except WorkerLoadError as exc:
-                    results[name] = str(exc)
-            data = json.dumps(results).encode()
+                    found[name] = str(exc)
+            data = json.dumps(found).encode()
             while data:
                 data = data[os.write(write_fd, data) :]
             code = 0
@@ -173,7 +173,7 @@ _BLOCKED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal
 def _read_all(fd: int, timeout: float) -> bytes | None:
     """Everything written to ``fd`` until EOF, or None if that takes longer than ``timeout``."""
     deadline = time.monotonic() + timeout
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         left = deadline - time.monotonic()
         if left <= 0:

@@ -166,9 +166,11 @@ def _convert_globals(conv: _Conversion, values: dict[str, str]) -> None:
         elif gm_name not in _SPECIAL:
             _warn_unmapped(conv, gm_name, raw, origin)
     for gm_name, convert in _SPECIAL.items():
-        raw = values.get(gm_name)
-        origin = f"[{GLOBAL_SECTION}] {gm_name}" + (" (not set)" if raw is None else f" = {raw}")
-        convert(conv, raw, origin)
+        given = values.get(gm_name)
+        origin = f"[{GLOBAL_SECTION}] {gm_name}" + (
+            " (not set)" if given is None else f" = {given}"
+        )
+        convert(conv, given, origin)
     _warn_relative_paths(conv)
     conv.top = {key.name: conv.top[key.name] for key in KEYS if key.name in conv.top}
 
@@ -356,7 +358,7 @@ def _warn_relative_paths(conv: _Conversion) -> None:
     for name in ("worker_dirs", "pid_file", "log_file"):
         entry = conv.top.get(name)
         values = entry.value if entry and isinstance(entry.value, list) else [entry and entry.value]
-        if any(v and v != "syslog" and not Path(v).is_absolute() for v in values):
+        if any(v and v != "syslog" and not Path(str(v)).is_absolute() for v in values):
             relative.append(name)
     if relative:
         conv.warn(

@@ -720,9 +720,10 @@ class Supervisor:
 
     def _start_watcher(self, config: Config) -> None:
         if self.watcher is not None:
-            if self.watcher.fileno() is not None:
+            fd = self.watcher.fileno()
+            if fd is not None:
                 try:
-                    self._selector.unregister(self.watcher.fileno())
+                    self._selector.unregister(fd)
                 except (KeyError, ValueError):
                     pass
             self.watcher.close()
@@ -730,8 +731,9 @@ class Supervisor:
         if not config.auto_reload:
             return
         self.watcher = Watcher(config.worker_dirs)
-        if self.watcher.fileno() is not None:
-            self._selector.register(self.watcher.fileno(), selectors.EVENT_READ, "watch")
+        fd = self.watcher.fileno()
+        if fd is not None:
+            self._selector.register(fd, selectors.EVENT_READ, "watch")
         log.info(
             "auto_reload: watching %s (%s)",
             ", ".join(map(str, config.worker_dirs)),

@@ -175,10 +175,12 @@ class Worker:
         self._register_packet = self._registration()
         self._names = ",".join(sorted(self.handlers))
         # Scoreboard: the slot's words, written with plain stores.
+        if scoreboard is None:  # on its own: a private slot, so the job path has no branches
+            scoreboard, slot = sb.Scoreboard(capacity=1), 0
         self._sb = scoreboard
-        self._base = scoreboard.base(slot) if scoreboard else 0
-        self._words = scoreboard.words if scoreboard else None
-        self._floats = scoreboard.floats if scoreboard else None
+        self._base = scoreboard.base(slot)
+        self._words = scoreboard.words
+        self._floats = scoreboard.floats
         self._slot_words = _SlotWords(self._base)
         order = counters if counters is not None else sorted(self.handlers)
         self._func_index = {  # function -> first word of its counters in the slot
@@ -219,16 +221,16 @@ class Worker:
         if self.timeouts:
             threading.Thread(target=self._watchdog, name="gearmgr-timeout", daemon=True).start()
         now = time.monotonic()
-        for conn in self.conns:
-            self._connect(conn, now)
+        for each in self.conns:
+            self._connect(each, now)
         self._title("idle")
         next_housekeeping = now + HOUSEKEEPING
         while not self._stop and not self.leaving:
-            conn = self._due
-            if conn is not None:
+            due = self._due
+            if due is not None:
                 self._due = None
-                if conn.state == UP:
-                    self._receive(conn, direct=True)
+                if due.state == UP:
+                    self._receive(due, direct=True)
                     now = time.monotonic()
                     if now >= next_housekeeping:
                         self._housekeeping(now)
@@ -236,7 +238,7 @@ class Worker:
                     continue
             events = self._poll.poll(self._poll_timeout(next_housekeeping))
             for fd, _ev in events:
-                conn = self._by_fd.get(fd)
+                conn: Connection | None = self._by_fd.get(fd)
                 if conn is None:
                     self._drain_wakeup()
                     continue
@@ -349,9 +351,8 @@ class Worker:
         self._count_connected()
 
     def _count_connected(self) -> None:
-        if self._sb is not None:
-            up = sum(1 for c in self.conns if c.state == UP)
-            self._sb.words[self._base + sb.SERVERS_CONNECTED] = up
+        up = sum(1 for c in self.conns if c.state == UP)
+        self._sb.words[self._base + sb.SERVERS_CONNECTED] = up
 
     def _send(self, conn: Connection, data: bytes) -> bool:
         sock = conn.sock
@@ -426,7 +427,7 @@ class Worker:
             elif ptype != P.ECHO_RES:
                 log.debug("ignoring %r from %s", packet, conn.address)
 
-    def _run_job(self, conn: Connection, args: tuple[bytes, ...]) -> None:
+    def _run_job(self, conn: Connection, args: tuple[bytes, ...] | list[bytes]) -> None:
         handle_b, function_b, unique_b, data = args
         function = function_b.decode()
         if not self._busy:
@@ -434,15 +435,13 @@ class Worker:
             self._title("busy")
         words, floats, slot = self._words, self._floats, self._slot_words
         start = _monotonic()
-        if words is not None:
-            floats[slot.started] = start
-            words[slot.state] = _BUSY
-        job = Job(handle_b, function, unique_b, data, conn.send_job)
+        floats[slot.started] = start
+        words[slot.state] = _BUSY
+        job = Job(handle_b, function, unique_b, data, conn.send_job)  # type: ignore[arg-type]
         if self.timeouts:
             timeout = self.timeouts.get(function)
             if timeout:
-                if floats is not None:
-                    floats[slot.deadline] = start + timeout
+                floats[slot.deadline] = start + timeout
                 self._current = (conn, handle_b, start + timeout, timeout, function)
         failed = False
         try:
@@ -459,24 +458,22 @@ class Worker:
         if self._lock is not None:
             with self._lock:  # from here on the watchdog leaves this job alone
                 self._current = None
-                if floats is not None:
-                    floats[slot.deadline] = 0.0
+                floats[slot.deadline] = 0.0
         end = _monotonic()
         self.jobs += 1
-        if words is not None:
-            duration = end - start
-            words[slot.done] = self.jobs
-            floats[slot.last] = duration
-            fb = self._func_index.get(function)
-            if fb is not None:
-                words[fb + failed] += 1
-                floats[fb + _F_DURATION] += duration
-                bucket = _bisect(_BUCKET_BOUNDS, duration)
-                if bucket < _NBUCKETS:
-                    words[fb + _F_BUCKETS + bucket] += 1
-            if failed:
-                words[slot.failed] += 1
-            words[slot.state] = _IDLE
+        duration = end - start
+        words[slot.done] = self.jobs
+        floats[slot.last] = duration
+        fb = self._func_index.get(function)
+        if fb is not None:
+            words[fb + failed] += 1
+            floats[fb + _F_DURATION] += duration
+            bucket = _bisect(_BUCKET_BOUNDS, duration)
+            if bucket < _NBUCKETS:
+                words[fb + _F_BUCKETS + bucket] += 1
+        if failed:
+            words[slot.failed] += 1
+        words[slot.state] = _IDLE
         if self.max_jobs or self.deadline or self.max_memory:
             self._check_limits(end)
         grab = not (self._stop or self.leaving)
@@ -516,8 +513,7 @@ class Worker:
             self.leaving = sb.REASON_MAX_LIFETIME
         elif self.max_memory:
             rss = current_rss()
-            if self._sb is not None:
-                self._sb.words[self._base + sb.RSS] = rss
+            self._sb.words[self._base + sb.RSS] = rss
             if rss > self.max_memory:
                 self.leaving = sb.REASON_MAX_MEMORY
 
@@ -551,18 +547,17 @@ class Worker:
                     "job %s overran its timeout; failed it and exiting",
                     handle.decode(errors="replace"),
                 )
-                if self._sb is not None:
-                    words = self._sb.words
-                    words[self._base + sb.EXIT_REASON] = sb.REASON_TIMEOUT
-                    words[self._base + sb.JOBS_DONE] = self.jobs + 1
-                    words[self._base + sb.JOBS_FAILED] += 1
-                    fb = self._func_index.get(function)
-                    if fb is not None:
-                        words[fb + sb.F_FAILED] += 1
-                        self._sb.floats[fb + sb.F_DURATION] += limit
-                        bucket = bisect_left(sb.BUCKETS, limit)
-                        if bucket < _NBUCKETS:
-                            words[fb + sb.F_BUCKETS + bucket] += 1
+                words = self._sb.words
+                words[self._base + sb.EXIT_REASON] = sb.REASON_TIMEOUT
+                words[self._base + sb.JOBS_DONE] = self.jobs + 1
+                words[self._base + sb.JOBS_FAILED] += 1
+                fb = self._func_index.get(function)
+                if fb is not None:
+                    words[fb + sb.F_FAILED] += 1
+                    self._sb.floats[fb + sb.F_DURATION] += limit
+                    bucket = bisect_left(sb.BUCKETS, limit)
+                    if bucket < _NBUCKETS:
+                        words[fb + sb.F_BUCKETS + bucket] += 1
                 for handler in logging.getLogger().handlers:
                     handler.flush()
                 os._exit(EXIT_TIMEOUT)
@@ -593,15 +588,14 @@ class Worker:
                 elif not conn.echo_deadline and now - conn.last_rx > KEEPALIVE_IDLE:
                     conn.echo_deadline = now + KEEPALIVE_WAIT
                     self._send(conn, encode(P.ECHO_REQ, b"gearmgr"))
-        if self._sb is not None and not self.max_memory:
+        if not self.max_memory:
             self._sb.words[self._base + sb.RSS] = current_rss()
         self._title("busy" if self._busy else "idle")
 
     def _shutdown(self) -> int:
         reason = self.leaving or sb.REASON_STOP
-        if self._sb is not None:
-            self._sb.words[self._base + sb.EXIT_REASON] = reason
-            self._sb.words[self._base + sb.STATE] = sb.STOPPING
+        self._sb.words[self._base + sb.EXIT_REASON] = reason
+        self._sb.words[self._base + sb.STATE] = sb.STOPPING
         for conn in self.conns:
             if conn.state == UP:
                 self._send(conn, RESET_ABILITIES)
@@ -643,8 +637,6 @@ class Worker:
             pass
 
     def _write_slot_start(self) -> None:
-        if self._sb is None:
-            return
         w, f, b = self._sb.words, self._sb.floats, self._base
         w[b + sb.PID] = os.getpid()
         f[b + sb.STARTED_AT] = self.started
