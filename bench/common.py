@@ -31,6 +31,8 @@ PY = sys.executable
 
 sys.path.insert(0, str(ROOT))
 from gearmgr.protocol import PacketType, encode  # noqa: E402
+from tests.support import children_of as _children_of  # noqa: E402
+from tests.support import free_port  # noqa: E402 - re-exported for the bench scripts
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -44,12 +46,6 @@ def which(name: str) -> str:
     if not exe:
         sys.exit(f"bench: {name} is not installed: run bench/setup.sh")
     return exe
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(
@@ -216,18 +212,8 @@ def rss(pid: int) -> int:
 
 
 def children_of(pid: int) -> list[int]:
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            out.append(int(entry))
-    return sorted(out)
+    """Live child processes of ``pid``, in pid order."""
+    return sorted(_children_of(pid))
 
 
 def signal_all(pids: Iterable[int], sig: int) -> None:
