@@ -19,7 +19,13 @@ def config_path(arg: str | None) -> Path:
 
 
 def load(args: argparse.Namespace) -> Config:
-    return load_config(config_path(args.config))
+    path = config_path(args.config)
+    if not args.config and not os.environ.get("GEARMGR_CONFIG") and not path.exists():
+        raise ConfigError(
+            "does not exist, and no config was given: pass -c FILE (or set GEARMGR_CONFIG)",
+            file=str(path),
+        )
+    return load_config(path)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -106,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gearmgr: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
+        return EXIT_FATAL
+    except BrokenPipeError:  # `gearmgr check | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_FATAL
 
 

@@ -882,6 +882,7 @@ class Supervisor:
             count = self.replace_functions({name})
             if not count:
                 return {"ok": False, "error": f"no process serves function {name!r}"}
+            log.info("restart requested: replacing %d processes of %s one by one", count, name)
             return {"ok": True, "processes": count}
         return {"ok": False, "error": f"unknown command {command!r}"}
 

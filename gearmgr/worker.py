@@ -32,7 +32,7 @@ from typing import Any
 from gearmgr import scoreboard as sb
 from gearmgr.job import Job, to_bytes
 from gearmgr.logs import reopen_log_file, set_label
-from gearmgr.protocol import HEADER, RES, Decoder, PacketType, ProtocolError, encode
+from gearmgr.protocol import HEADER, REQ, RES, Decoder, PacketType, ProtocolError, encode
 
 log = logging.getLogger("gearmgr.worker")
 
@@ -45,6 +45,7 @@ _JOB_ASSIGN_UNIQ = P.JOB_ASSIGN_UNIQ
 _NOOP = P.NOOP
 _NO_JOB = P.NO_JOB
 _unpack_header = HEADER.unpack_from
+_pack_header = HEADER.pack
 
 _NBUCKETS = len(sb.BUCKETS)
 _BUCKET_BOUNDS = sb.BUCKETS
@@ -385,10 +386,14 @@ class Worker:
         if len(data) > 12 and not conn.decoder.pending:
             magic, ptype, size = _unpack_header(data)
             if ptype == _JOB_ASSIGN_UNIQ and magic == RES and size + 12 == len(data):
-                args = data[12:].split(b"\0", 3)
-                if len(args) == 4:
+                # Slices at the three NULs: the workload is copied once, however large.
+                h = data.find(b"\0", 12)
+                f = data.find(b"\0", h + 1) if h > 0 else -1
+                u = data.find(b"\0", f + 1) if f > 0 else -1
+                if u > 0:
                     conn.last_rx = time.monotonic()
                     conn.echo_deadline = 0.0
+                    args = (data[12:h], data[h + 1 : f], data[f + 1 : u], data[u + 1 :])
                     self._run_job(conn, args)
                     return
         try:
@@ -445,14 +450,16 @@ class Worker:
                 self._current = (conn, handle_b, start + timeout, timeout, function)
         failed = False
         try:
-            reply = encode(_WORK_COMPLETE, handle_b, to_bytes(self.handlers[function](job)))
+            result = to_bytes(self.handlers[function](job))
+            head = _pack_header(REQ, _WORK_COMPLETE, len(handle_b) + 1 + len(result))
+            reply = [head, handle_b, b"\0", result]
         except BaseException as exc:  # the job fails, the process lives on
             failed = True
             if isinstance(exc, KeyError) and function not in self.handlers:
                 exc = LookupError(f"this process does not serve function {function!r}")
             text = f"{type(exc).__name__}: {exc}"
             job.log.error("failed: %s", text, exc_info=not isinstance(exc, SystemExit))
-            reply = encode(P.WORK_WARNING, handle_b, text.encode()) + encode(P.WORK_FAIL, handle_b)
+            reply = [encode(P.WORK_WARNING, handle_b, text.encode()), encode(P.WORK_FAIL, handle_b)]
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
                 self._stop = True
         if self._lock is not None:
@@ -478,12 +485,13 @@ class Worker:
             self._check_limits(end)
         grab = not (self._stop or self.leaving)
         if grab:
-            reply += GRAB
+            reply.append(GRAB)
+        packet = b"".join(reply)  # the reply and the next GRAB in one write, one copy
         if self._lock is not None:
             with self._lock:  # the job's own sends (status, data) may come from its threads
-                ok = self._send(conn, reply)
+                ok = self._send(conn, packet)
         else:
-            ok = self._send(conn, reply)
+            ok = self._send(conn, packet)
         if ok and grab and self._direct:
             self._due = conn
         if not ok:

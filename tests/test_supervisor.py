@@ -6,6 +6,7 @@ Jobs are submitted with the C `gearman` tool (gearman-tools) and gearmgr's own c
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -261,3 +262,16 @@ def test_process_titles_and_socket_mode(supervisor_factory, gearmand: Gearmand):
     wait_for(lambda: title(worker) == "gearmgr: worker reverse [jobs=1 idle]", what="jobs=1")
     mode = stat.S_IMODE((sup.workdir / "gearmgr.sock").stat().st_mode)
     assert mode == 0o600
+
+
+def test_commands_without_a_config_say_how_to_give_one(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if k != "GEARMGR_CONFIG"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "gearmgr", "status"],
+        capture_output=True,
+        timeout=30,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert b"pass -c FILE (or set GEARMGR_CONFIG)" in proc.stderr

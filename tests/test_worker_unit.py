@@ -96,3 +96,47 @@ def test_journald_lines_carry_the_priority_and_the_process_label():
         f"<4>gearmgr[{record.process}] supervisor: two",
         "<4>lines",
     ]
+
+
+def _assign(handle: bytes, payload: bytes) -> bytes:
+    from gearmgr.protocol import RES, encode
+
+    return encode(PacketType.JOB_ASSIGN_UNIQ, handle, b"f", b"uniq", payload, magic=RES)
+
+
+def _replies(server: socket.socket, until: int) -> list:
+    server.settimeout(5)
+    decoder = Decoder(expect=REQ)
+    packets: list = []
+    while len(packets) < until:
+        data = server.recv(1 << 20)
+        assert data, "the worker closed the connection"
+        packets += decoder.feed(data)
+    return packets
+
+
+def test_a_job_in_one_read_and_a_large_job_in_many_reads_complete_intact():
+    import threading
+
+    seen = []
+    w, server = connected_worker()
+    w.handlers["f"] = lambda job: (seen.append((job.handle, job.unique)), job.data)[1]
+    conn = w.conns[0]
+    small = b"a\0b\0c"  # NULs in the workload: only the first three separate arguments
+    server.sendall(_assign(b"H:1", small))
+    w._receive(conn)  # one read holds the whole packet
+    complete, grab = _replies(server, 2)
+    assert complete.type == PacketType.WORK_COMPLETE and complete.args == (b"H:1", small)
+    assert grab.type == PacketType.GRAB_JOB_UNIQ
+    large = bytes(range(256)) * 4096  # 1 MiB: arrives in several reads, leaves in several writes
+    replies: list = []
+    reader = threading.Thread(target=lambda: replies.extend(_replies(server, 2)))
+    writer = threading.Thread(target=server.sendall, args=(_assign(b"H:2", large),))
+    reader.start()
+    writer.start()
+    while w.jobs < 2:
+        w._receive(conn)
+    writer.join(5)
+    reader.join(5)
+    assert replies[0].args == (b"H:2", large)
+    assert seen == [("H:1", "uniq"), ("H:2", "uniq")]
