@@ -1,9 +1,10 @@
 """Request/answer listeners served from the supervisor's selector, never blocking its loop.
 
 The control socket and the metrics endpoint both take one request per connection and answer
-it. A client that connects and sends nothing must not stall the loop that reaps workers and
-handles signals: accepted connections are non-blocking, registered in the same selector, read
-as bytes arrive, answered once the request is whole, and dropped when they overstay
+it. A client that connects and sends nothing, or does not read its answer, must not stall the
+loop that reaps workers and handles signals: accepted connections are non-blocking, registered
+in the same selector, read as bytes arrive, answered once the request is whole (what does not
+fit the socket buffer at once is written as the client reads), and dropped when they overstay
 REQUEST_TIMEOUT.
 """
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 REQUEST_TIMEOUT = 2.0  # seconds a client has to send its whole request
 MAX_REQUEST = 65536
-SEND_TIMEOUT = 2.0  # seconds the answer may take to leave
+SEND_TIMEOUT = 10.0  # seconds the answer may take to leave
 
 
 @dataclass
@@ -24,6 +25,7 @@ class _Pending:
     sock: socket.socket
     deadline: float
     buf: bytes = field(default=b"")
+    out: memoryview | None = None  # the answer, while it is being written
 
 
 class Listener:
@@ -53,6 +55,9 @@ class Listener:
         assert isinstance(fileobj, socket.socket)
         pending = self._pending.get(fileobj.fileno())
         if pending is None:
+            return
+        if pending.out is not None:
+            self._write(pending)
             return
         try:
             chunk = fileobj.recv(MAX_REQUEST)
@@ -85,12 +90,28 @@ class Listener:
 
     def _respond(self, pending: _Pending) -> None:
         try:
-            out = self.answer(pending.buf)
-            pending.sock.settimeout(SEND_TIMEOUT)
-            pending.sock.sendall(out)
+            pending.out = memoryview(self.answer(pending.buf))
         except OSError:
-            pass
-        self._drop(pending)
+            self._drop(pending)
+            return
+        pending.deadline = time.monotonic() + SEND_TIMEOUT
+        if self._selector is not None:
+            self._selector.modify(pending.sock, selectors.EVENT_WRITE, self)
+        self._write(pending)
+
+    def _write(self, pending: _Pending) -> None:
+        """Write what the socket takes now; the selector calls again when it takes more."""
+        assert pending.out is not None
+        try:
+            sent = pending.sock.send(pending.out)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._drop(pending)
+            return
+        pending.out = pending.out[sent:]
+        if not pending.out:
+            self._drop(pending)
 
     def _drop(self, pending: _Pending) -> None:
         self._pending.pop(pending.sock.fileno(), None)
