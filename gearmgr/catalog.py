@@ -8,12 +8,14 @@ The supervisor never imports worker code: validation happens in a throwaway fork
 from __future__ import annotations
 
 import logging
+import select
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from gearmgr.config import Config
-from gearmgr.discovery import Discovery, discover, validate
+from gearmgr.discovery import Discovery, Validation, discover
 
 log = logging.getLogger("gearmgr.supervisor")
 
@@ -24,6 +26,18 @@ def file_signature(path: Path) -> tuple[int, int]:
     except OSError:
         return (0, 0)
     return (st.st_mtime_ns, st.st_size)
+
+
+VALIDATION_TIMEOUT = 20.0  # seconds the throwaway fork may take to import the files it checks
+
+
+@dataclass
+class Scan:
+    """A scan of the worker folders whose validation may still be running."""
+
+    found: Discovery
+    signatures: dict[str, tuple[int, int]]
+    validation: Validation | None
 
 
 class Catalog:
@@ -41,9 +55,29 @@ class Catalog:
         validate_all: bool = True,
         in_child: Callable[[], None] | None = None,
     ) -> set[str]:
-        """Scan the worker folders and validate files in a throwaway subprocess (every file, or
-        only new and changed ones). Returns the functions whose code changed and still loads;
-        a changed file that no longer loads is logged and its running processes are kept."""
+        """Scan the worker folders and validate files in a throwaway fork (every file, or only
+        new and changed ones), waiting for the answer. Returns the functions whose code changed
+        and still loads; a changed file that no longer loads is logged and its running
+        processes are kept."""
+        pending = self.start_scan(config, validate_all, in_child)
+        if pending.validation is None:
+            return self.finish_scan(pending, {})
+        job = pending.validation
+        while not job.read():
+            left = job.deadline - time.monotonic()
+            if left <= 0:
+                break
+            select.select([job.fd], [], [], left)
+        return self.finish_scan(pending, job.results())
+
+    def start_scan(
+        self,
+        config: Config,
+        validate_all: bool = True,
+        in_child: Callable[[], None] | None = None,
+    ) -> Scan:
+        """Find the worker files and start validating the ones to check; the caller waits for
+        ``validation`` (None when there is nothing to check) and calls :meth:`finish_scan`."""
         found: Discovery = discover(config.worker_dirs, config.include, config.exclude)
         for problem in found.problems:
             if problem not in self._reported:
@@ -54,7 +88,12 @@ class Catalog:
             todo = dict(found.files)
         else:
             todo = {n: p for n, p in found.files.items() if signatures[n] != self.signatures.get(n)}
-        results = validate(todo, in_child=in_child)
+        job = Validation(todo, VALIDATION_TIMEOUT, in_child) if todo else None
+        return Scan(found, signatures, job)
+
+    def finish_scan(self, pending: Scan, results: dict[str, str | None]) -> set[str]:
+        """Take in what the validation found; see :meth:`scan`."""
+        found, signatures = pending.found, pending.signatures
         changed = set()
         for name, err in sorted(results.items()):
             known = name in self.signatures

@@ -110,6 +110,125 @@ def describe_exception(exc: BaseException) -> str:
     return text
 
 
+class Validation:
+    """A throwaway fork importing worker files, under way.
+
+    The supervisor puts :attr:`fd` in its selector, calls :meth:`read` when it is readable and
+    :meth:`results` once it says the fork is done (or :attr:`deadline` has passed), so its loop
+    goes on reaping and handling signals while a worker file takes its time to import. Whoever
+    reaps :attr:`pid` first stores its wait status in :attr:`status`.
+    """
+
+    def __init__(self, files: dict[str, Path], timeout: float, in_child: Callable[[], None] | None):
+        self.files = files
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self.status: int | None = None
+        self._chunks: list[bytes] = []
+        self.fd, write_fd = os.pipe()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
+        try:
+            self.pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            os.close(self.fd)
+            os.close(write_fd)
+            raise
+        if self.pid == 0:  # the throwaway child
+            code = 1
+            try:
+                os.close(self.fd)
+                signal.set_wakeup_fd(-1)
+                if in_child is not None:
+                    in_child()
+                os.dup2(2, 1)  # worker files that print must not reach the supervisor's stdout
+                data = json.dumps(_import_all(files)).encode()
+                while data:
+                    data = data[os.write(write_fd, data) :]
+                code = 0
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        os.close(write_fd)
+        os.set_blocking(self.fd, False)
+
+    def read(self) -> bool:
+        """Take what the fork wrote; True once it has closed its end (it is done)."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return False
+            if not chunk:
+                return True
+            self._chunks.append(chunk)
+
+    def results(self) -> dict[str, str | None]:
+        """Name -> error text, or None if the file loads. Ends the fork if it is still running
+        (it overran its deadline) and reaps it unless someone already did."""
+        done = self.read()
+        os.close(self.fd)
+        if not done:
+            self._end(signal.SIGKILL)
+            return {
+                n: f"{p}: importing it did not finish in {self.timeout:g}s"
+                for n, p in self.files.items()
+            }
+        self._end(None)
+        try:
+            found: dict[str, str | None] = json.loads(b"".join(self._chunks))
+        except ValueError:
+            how = (
+                "?"
+                if self.status is None
+                else f"exit status {os.waitstatus_to_exitcode(self.status)}"
+            )
+            return {
+                n: f"{p}: importing it killed the process ({how})" for n, p in self.files.items()
+            }
+        return found
+
+    def cancel(self) -> None:
+        """Stop the fork and forget it (the supervisor is stopping)."""
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self._end(signal.SIGKILL)
+
+    def _end(self, sig: int | None) -> None:
+        if self.status is not None:
+            return
+        if sig is not None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                done, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                return
+            if done:
+                self.status = status
+                return
+            if time.monotonic() >= deadline:
+                os.kill(self.pid, signal.SIGKILL)
+            time.sleep(0.002)
+
+
+def _import_all(files: dict[str, Path]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name, path in files.items():
+        try:
+            load_handler(name, path)
+            found[name] = None
+        except WorkerLoadError as exc:
+            found[name] = str(exc)
+    return found
+
+
 def validate(
     files: dict[str, Path],
     timeout: float = 20.0,
@@ -122,79 +241,18 @@ def validate(
     instead of touching the supervisor. A fork rather than a new interpreter: it costs about a
     millisecond instead of fifty, and needs no access to the Python executable after a
     privilege drop. ``in_child`` runs first in the fork: the supervisor closes its own
-    sockets and files there, so nothing the import starts can hold them.
+    sockets and files there, so nothing the import starts can hold them. This waits for the
+    answer; the supervisor's loop uses :class:`Validation` directly so as not to wait.
     """
     if not files:
         return {}
-    read_fd, write_fd = os.pipe()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _BLOCKED)
-    pid = os.fork()
-    if pid == 0:  # the throwaway child
-        code = 1
-        try:
-            os.close(read_fd)
-            signal.set_wakeup_fd(-1)
-            if in_child is not None:
-                in_child()
-            os.dup2(2, 1)  # worker files that print must not reach the supervisor's stdout
-            found: dict[str, str | None] = {}
-            for name, path in files.items():
-                try:
-                    load_handler(name, path)
-                    found[name] = None
-                except WorkerLoadError as exc:
-                    found[name] = str(exc)
-            data = json.dumps(found).encode()
-            while data:
-                data = data[os.write(write_fd, data) :]
-            code = 0
-        finally:
-            os._exit(code)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    os.close(write_fd)
-    try:
-        payload = _read_all(read_fd, timeout)
-    finally:
-        os.close(read_fd)
-    status = _wait(pid, timeout=0 if payload is None else 5.0)
-    if payload is None:
-        return {n: f"{p}: importing it did not finish in {timeout:g}s" for n, p in files.items()}
-    try:
-        results: dict[str, str | None] = json.loads(payload)
-    except ValueError:
-        how = f"exit status {os.waitstatus_to_exitcode(status)}" if status is not None else "?"
-        return {n: f"{p}: importing it killed the process ({how})" for n, p in files.items()}
-    return results
+    job = Validation(files, timeout, in_child)
+    while not job.read():
+        left = job.deadline - time.monotonic()
+        if left <= 0:
+            break
+        select.select([job.fd], [], [], left)
+    return job.results()
 
 
 _BLOCKED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)
-
-
-def _read_all(fd: int, timeout: float) -> bytes | None:
-    """Everything written to ``fd`` until EOF, or None if that takes longer than ``timeout``."""
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        ready, _, _ = select.select([fd], [], [], left)
-        if not ready:
-            return None
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _wait(pid: int, timeout: float) -> int | None:
-    """Reap the validation child; kill it if it outstays ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return status
-        if time.monotonic() >= deadline:
-            os.kill(pid, signal.SIGKILL)
-            return os.waitpid(pid, 0)[1]
-        time.sleep(0.005)

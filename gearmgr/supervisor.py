@@ -16,10 +16,11 @@ import signal
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from pathlib import Path
 
 from gearmgr import scoreboard as sb
-from gearmgr.catalog import Catalog
+from gearmgr.catalog import Catalog, Scan
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.control import ControlError, ControlServer
 from gearmgr.discovery import discover
@@ -134,6 +135,8 @@ class Supervisor:
         self.totals: dict[str, sb.FunctionStats] = {}  # counters of exited processes
         self.loaded: dict[int, list[str]] = {}  # scoreboard index -> function counter order
         self.watcher: Watcher | None = None
+        self.scanning: tuple[Scan, Callable[[set[str]], None]] | None = None
+        self._rescan: str | None = None  # a reload or code change that came during a scan
         self.metrics: MetricsServer | None = None
         self.notifier = Notifier()
         self.ready = False
@@ -226,6 +229,10 @@ class Supervisor:
                     key.data.ready(key.fileobj)
                 elif key.data == "watch" and self.watcher is not None:
                     self.watcher.read(time.monotonic())
+                elif key.data == "validation" and self.scanning is not None:
+                    job = self.scanning[0].validation
+                    if job is not None and job.read():
+                        self._finish_scan()
             self._drain_wakeup()
             while self._signals:
                 self._dispatch(self._signals.popleft())
@@ -241,6 +248,10 @@ class Supervisor:
                 if not self.children():
                     return
                 continue
+            if self.scanning is not None:
+                job = self.scanning[0].validation
+                if job is not None and now >= job.deadline:
+                    self._finish_scan()
             if self.watcher is not None and self.watcher.due(now):
                 self.code_changed()
             self._enforce_stop_deadlines(now)
@@ -263,6 +274,8 @@ class Supervisor:
             wake = min(wake, slot.kill_at)
         if self.embedded is not None and not self.embedded.pid:
             wake = min(wake, self.embedded.restart_at)
+        if self.scanning is not None and self.scanning[0].validation is not None:
+            wake = min(wake, self.scanning[0].validation.deadline)
         if self.replacement is not None or self.replacing:
             wake = min(wake, now + REPLACE_POLL)  # a rolling replacement waits on a registration
         if self.notifier.enabled:
@@ -338,6 +351,7 @@ class Supervisor:
             return
         log.info("stopping: %d processes finish their jobs and exit", len(self.children()))
         self.stopping = True
+        self._cancel_scan()
         self.notifier.stopping()
         now = time.monotonic()
         for slot in self._all_slots():
@@ -388,6 +402,10 @@ class Supervisor:
                 return
             if self.embedded and pid == self.embedded.pid:
                 self._embedded_died(status)
+                continue
+            job = self.scanning[0].validation if self.scanning is not None else None
+            if job is not None and pid == job.pid:
+                job.status = status  # the validation fork: its pipe tells the rest
                 continue
             slot = self._slot_by_pid(pid)
             if slot is None:
@@ -528,6 +546,8 @@ class Supervisor:
             self.watcher.close()
         if self.pid_file is not None:
             self.pid_file.close_in_child()
+        if self.scanning is not None and self.scanning[0].validation is not None:
+            os.close(self.scanning[0].validation.fd)
         os.close(self._wakeup_r)
         os.close(self._wakeup_w)
 
@@ -584,23 +604,74 @@ class Supervisor:
             self._start_watcher(config)
         servers_changed = config.servers != self.config.servers
         self.config = config
-        changed = self.catalog.scan(config, validate_all=True, in_child=self._in_validation_child)
-        if servers_changed or logging_changed:  # settings every process holds: replace them all
-            log.info("servers or logging changed: replacing every process one by one")
-            changed |= set(self.catalog.files)
-        self._apply_plan(changed)
+
+        def then(changed: set[str]) -> None:
+            if servers_changed or logging_changed:  # every process holds these: replace them all
+                log.info("servers or logging changed: replacing every process one by one")
+                changed |= set(self.catalog.files)
+            self._apply_plan(changed)
+
+        self._begin_scan(validate_all=True, then=then)
 
     def code_changed(self) -> None:
         """auto_reload: worker files changed, were added or removed."""
-        try:
-            changed = self.catalog.scan(
-                self.config, validate_all=False, in_child=self._in_validation_child
-            )
-            plan = make_plan(self.config, self.catalog.files)
-            self._check_capacity(plan)
+
+        def then(changed: set[str]) -> None:
+            self._check_capacity(make_plan(self.config, self.catalog.files))
             self._apply_plan(changed)
+
+        try:
+            self._begin_scan(validate_all=False, then=then)
         except (FatalError, OSError, ValueError) as exc:
             log.error("code reload failed, keeping what runs: %s", exc)
+
+    # -- validation in the background -----------------------------------------------------------
+
+    def _begin_scan(self, validate_all: bool, then: Callable[[set[str]], None]) -> None:
+        """Rescan the worker folders; validate in a throwaway fork that the loop waits on
+        through the selector, so reaping and signals go on meanwhile; then ``then(changed)``."""
+        if self.scanning is not None:  # one at a time: run this one after it
+            self._rescan = "reload" if validate_all else (self._rescan or "code")
+            return
+        pending = self.catalog.start_scan(
+            self.config, validate_all, in_child=self._in_validation_child
+        )
+        if pending.validation is None:
+            then(self.catalog.finish_scan(pending, {}))
+            return
+        self.scanning = (pending, then)
+        self._selector.register(pending.validation.fd, selectors.EVENT_READ, "validation")
+
+    def _finish_scan(self) -> None:
+        assert self.scanning is not None
+        pending, then = self.scanning
+        self.scanning = None
+        job = pending.validation
+        assert job is not None
+        try:
+            self._selector.unregister(job.fd)
+        except (KeyError, ValueError):
+            pass
+        try:
+            then(self.catalog.finish_scan(pending, job.results()))
+        except (FatalError, OSError, ValueError) as exc:
+            log.error("reload failed, keeping what runs: %s", exc)
+        rescan, self._rescan = self._rescan, None
+        if rescan == "reload":
+            self.reload()
+        elif rescan == "code":
+            self.code_changed()
+
+    def _cancel_scan(self) -> None:
+        if self.scanning is not None:
+            job = self.scanning[0].validation
+            self.scanning = None
+            if job is not None:
+                try:
+                    self._selector.unregister(job.fd)
+                except (KeyError, ValueError):
+                    pass
+                job.cancel()
 
     def _apply_plan(self, changed_code: set[str]) -> None:
         plan = make_plan(self.config, self.catalog.files)
@@ -778,6 +849,7 @@ class Supervisor:
             raise FatalError(f"embedded gearmand cannot be restarted: {exc}") from exc
 
     def _final_cleanup(self) -> None:
+        self._cancel_scan()
         self._reap()
         if self.control is not None:
             self.control.close()

@@ -127,3 +127,25 @@ def test_replacement_that_cannot_load_keeps_the_old_process(
     # ...but its file no longer loads, so the running one keeps serving.
     assert gearman_cli(gearmand.port, "-f", "reverse", "abc").stdout.strip() == b"cba"
     assert sup.worker_pids("reverse") == old
+
+
+def test_a_slow_import_on_reload_does_not_hold_up_the_supervisor(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path
+):
+    import os
+    import time
+
+    sup = supervisor_factory({"include": ["reverse", "slowimport"]})
+    sup.wait_ready(gearmand.port, {"reverse": 1})
+    (workers_dir / "slowimport.py").write_text(
+        "import time\ntime.sleep(4)\n\ndef slowimport(job):\n    return 'late'\n"
+    )
+    sup.signal(signal.SIGHUP)  # validation now imports it in a fork, for about 4 s
+    victim = sup.worker_pids("reverse")[0]
+    started = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    # Meanwhile the supervisor answers, reaps and replaces a killed worker.
+    wait_for(lambda: (p := sup.worker_pids("reverse")) and victim not in p, what="a replacement")
+    assert time.monotonic() - started < 2.5
+    sup.wait_ready(gearmand.port, {"reverse": 1, "slowimport": 1}, timeout=20)
+    assert gearman_cli(gearmand.port, "-f", "slowimport", "x").stdout.strip() == b"late"
