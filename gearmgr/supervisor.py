@@ -577,6 +577,9 @@ class Supervisor:
         """HUP: reload the config, rescan the worker folders, and reconcile: start what the new
         plan adds, drain what it drops, replace one by one what changed (limits, function set
         or code). Whatever goes wrong is logged and the running processes are kept."""
+        if self.scanning is not None:  # a check of worker files is under way: reload after it
+            self._rescan = "reload"
+            return
         try:
             self._reload()
         except (FatalError, OSError, ValueError) as exc:
@@ -615,6 +618,9 @@ class Supervisor:
 
     def code_changed(self) -> None:
         """auto_reload: worker files changed, were added or removed."""
+        if self.scanning is not None:
+            self._rescan = self._rescan or "code"
+            return
 
         def then(changed: set[str]) -> None:
             self._check_capacity(make_plan(self.config, self.catalog.files))
@@ -630,9 +636,7 @@ class Supervisor:
     def _begin_scan(self, validate_all: bool, then: Callable[[set[str]], None]) -> None:
         """Rescan the worker folders; validate in a throwaway fork that the loop waits on
         through the selector, so reaping and signals go on meanwhile; then ``then(changed)``."""
-        if self.scanning is not None:  # one at a time: run this one after it
-            self._rescan = "reload" if validate_all else (self._rescan or "code")
-            return
+        assert self.scanning is None, "one check of worker files at a time"
         pending = self.catalog.start_scan(
             self.config, validate_all, in_child=self._in_validation_child
         )

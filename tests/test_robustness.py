@@ -149,3 +149,25 @@ def test_a_slow_import_on_reload_does_not_hold_up_the_supervisor(
     assert time.monotonic() - started < 2.5
     sup.wait_ready(gearmand.port, {"reverse": 1, "slowimport": 1}, timeout=20)
     assert gearman_cli(gearmand.port, "-f", "slowimport", "x").stdout.strip() == b"late"
+
+
+def test_a_reload_during_a_slow_check_is_applied_after_it(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path, tmp_path: Path
+):
+    second = Gearmand(tmp_path).start()
+    try:
+        sup = supervisor_factory({"include": ["reverse", "slowimport"]})
+        sup.wait_ready(gearmand.port, {"reverse": 1})
+        (workers_dir / "slowimport.py").write_text(
+            "import time\ntime.sleep(3)\n\ndef slowimport(job):\n    return 'late'\n"
+        )
+        sup.signal(signal.SIGHUP)  # a check of about 3 s begins
+        wait_for(lambda: sup.status(), what="the supervisor answering")
+        config = yaml.safe_load(sup.config_path.read_text())
+        config["servers"] = [gearmand.address, second.address]
+        sup.config_path.write_text(yaml.safe_dump(config))
+        sup.signal(signal.SIGHUP)  # comes during the check: applied once it is done
+        sup.wait_ready(second.port, {"reverse": 1, "slowimport": 1}, timeout=30)
+        assert gearman_cli(second.port, "-f", "reverse", "ab").stdout.strip() == b"ba"
+    finally:
+        second.stop()
