@@ -118,6 +118,15 @@ def save(name: str, data: dict, out: Path | None = None, quick: bool = False) ->
     return path
 
 
+def save_unless_told_not(name: str, result: dict, args: object) -> None:
+    """The scripts' common ending: save unless ``--no-save``, to ``--json`` when given."""
+    if getattr(args, "no_save", False):
+        return
+    out = getattr(args, "json", None)
+    path = save(name, result, Path(out) if out else None, quick=getattr(args, "quick", False))
+    print("saved", path, file=sys.stderr)
+
+
 def machine() -> dict[str, str]:
     model = ""
     try:

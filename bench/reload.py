@@ -134,12 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.modes.split(","), trials, args.processes)
     print(report(result))
     result["params"] = {"trials": trials, "processes": args.processes}
-    if not args.no_save:
-        print(
-            "saved",
-            cm.save("reload", result, cm.Path(args.json) if args.json else None, quick=args.quick),
-            file=sys.stderr,
-        )
+    cm.save_unless_told_not("reload", result, args)
     return 0
 
 

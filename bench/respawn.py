@@ -103,12 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(kills, args.processes)
     result["params"] = {"kills": kills, "processes": args.processes}
     print(report(result))
-    if not args.no_save:
-        print(
-            "saved",
-            cm.save("respawn", result, cm.Path(args.json) if args.json else None, quick=args.quick),
-            file=sys.stderr,
-        )
+    cm.save_unless_told_not("respawn", result, args)
     return 0
 
 

@@ -150,14 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(jobs, rounds)
     result["params"] = {"jobs": jobs, "rounds": rounds, "gearmand_threads": 1}
     print(report(result))
-    if not args.no_save:
-        print(
-            "saved",
-            cm.save(
-                "roundtrip", result, cm.Path(args.json) if args.json else None, quick=args.quick
-            ),
-            file=sys.stderr,
-        )
+    cm.save_unless_told_not("roundtrip", result, args)
     return 0
 
 

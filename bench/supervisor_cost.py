@@ -238,17 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(sizes, idle, repeats)
     result["params"] = {"sizes": sizes, "idle_s": idle, "repeats": repeats}
     print(report(result))
-    if not args.no_save:
-        print(
-            "saved",
-            cm.save(
-                "supervisor_cost",
-                result,
-                cm.Path(args.json) if args.json else None,
-                quick=args.quick,
-            ),
-            file=sys.stderr,
-        )
+    cm.save_unless_told_not("supervisor_cost", result, args)
     return 0
 
 

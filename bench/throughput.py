@@ -241,14 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         "gearmand_threads": 1,
     }
     print(report(result))
-    if not args.no_save:
-        print(
-            "saved",
-            cm.save(
-                "throughput", result, cm.Path(args.json) if args.json else None, quick=args.quick
-            ),
-            file=sys.stderr,
-        )
+    cm.save_unless_told_not("throughput", result, args)
     return 0
 
 

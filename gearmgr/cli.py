@@ -6,20 +6,14 @@ import argparse
 import logging
 import os
 import sys
-from pathlib import Path
 
-from gearmgr.config import Config, ConfigError, load_config
+from gearmgr.config import Config, ConfigError, find_config_path, load_config
 
 EXIT_OK, EXIT_FATAL, EXIT_USAGE = 0, 1, 2
 
 
-def config_path(arg: str | None) -> Path:
-    """``-c``, then ``$GEARMGR_CONFIG``, then ``./gearmgr.yaml``."""
-    return Path(arg or os.environ.get("GEARMGR_CONFIG") or "gearmgr.yaml")
-
-
 def load(args: argparse.Namespace) -> Config:
-    path = config_path(args.config)
+    path = find_config_path(args.config)
     if not args.config and not os.environ.get("GEARMGR_CONFIG") and not path.exists():
         raise ConfigError(
             "does not exist, and no config was given: pass -c FILE (or set GEARMGR_CONFIG)",

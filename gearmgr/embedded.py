@@ -67,7 +67,6 @@ class EmbeddedServer:
         self.pid_file = state_dir / "gearmgr-gearmand.pid"
         self.log_file = state_dir / "gearmgr-gearmand.log"
         self.pid = 0
-        self.restarts = 0
         self.started_at = 0.0  # monotonic
         self.failures = 0  # quick deaths in a row
         self.restart_at = 0.0

@@ -9,8 +9,8 @@ Slot layout, in 8-byte words:
 
     0 pid            4 jobs_failed       8 exit_reason
     1 state          5 rss (bytes)       9 servers_connected
-    2 job_started    6 started_at       10 last_duration (float, s)
-    3 jobs_done      7 job_deadline     11 - 15 reserved
+    2 reserved       6 started_at       10 - 15 reserved
+    3 jobs_done      7 job_deadline
     16 + 14*i ...: the process's i-th function (up to 32): jobs done, jobs failed, the sum of
     job durations (float, s), then one counter per duration bucket (a job counts in the first
     bucket whose upper bound it does not exceed; longer jobs in none). Prometheus' cumulative
@@ -30,8 +30,8 @@ WORDS_PER_SLOT = 16 + FUNC_STRIDE * MAX_FUNCTION_COUNTERS
 SLOT_BYTES = WORDS_PER_SLOT * 8
 F_DONE, F_FAILED, F_DURATION, F_BUCKETS = 0, 1, 2, 3
 
-PID, STATE, JOB_STARTED, JOBS_DONE, JOBS_FAILED, RSS, STARTED_AT, JOB_DEADLINE = range(8)
-EXIT_REASON, SERVERS_CONNECTED, LAST_DURATION = 8, 9, 10
+PID, STATE, JOBS_DONE, JOBS_FAILED, RSS, STARTED_AT, JOB_DEADLINE = 0, 1, 3, 4, 5, 6, 7
+EXIT_REASON, SERVERS_CONNECTED = 8, 9
 FUNC_BASE = 16
 
 # States (word STATE)
@@ -58,9 +58,6 @@ REASON_NAMES = {
     REASON_NO_FUNCTIONS: "import",
 }
 
-# The float-valued words; every other word is an unsigned integer.
-FLOAT_WORDS = frozenset({JOB_STARTED, STARTED_AT, JOB_DEADLINE, LAST_DURATION})
-
 
 @dataclass(frozen=True)
 class SlotView:
@@ -70,18 +67,12 @@ class SlotView:
     state: str
     jobs_done: int
     jobs_failed: int
-    job_started: float
     job_deadline: float
     rss: int
     started_at: float
     exit_reason: str
     servers_connected: int
-    last_duration: float
     function_stats: tuple[FunctionStats, ...]
-
-    @property
-    def function_counts(self) -> tuple[tuple[int, int], ...]:
-        return tuple((f.done, f.failed) for f in self.function_stats)
 
 
 @dataclass(frozen=True)
@@ -138,13 +129,11 @@ class Scoreboard:
             state=STATE_NAMES.get(w[b + STATE], "unknown"),
             jobs_done=w[b + JOBS_DONE],
             jobs_failed=w[b + JOBS_FAILED],
-            job_started=f[b + JOB_STARTED],
             job_deadline=f[b + JOB_DEADLINE],
             rss=w[b + RSS],
             started_at=f[b + STARTED_AT],
             exit_reason=REASON_NAMES.get(w[b + EXIT_REASON], "crash"),
             servers_connected=w[b + SERVERS_CONNECTED],
-            last_duration=f[b + LAST_DURATION],
             function_stats=tuple(stats),
         )
 

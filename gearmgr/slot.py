@@ -10,7 +10,7 @@ good. Nothing here forks, sleeps or reads the clock: the supervisor passes ``now
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gearmgr.plan import ProcessSpec
 
@@ -44,7 +44,6 @@ class Slot:
     kill_at: float = 0.0
     failures: int = 0
     stop_reason: str = ""  # why the supervisor stopped it: reload, timeout, stop, retire
-    history: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:

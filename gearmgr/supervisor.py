@@ -846,7 +846,6 @@ class Supervisor:
         server = self.embedded
         if server is None or server.pid or self.stopping or now < server.restart_at:
             return
-        server.restarts += 1
         try:
             server.start()
         except (EmbeddedServerError, OSError) as exc:

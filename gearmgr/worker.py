@@ -58,15 +58,13 @@ _bisect = bisect_left
 class _SlotWords:
     """Absolute word indexes of one scoreboard slot's fields, computed once per process."""
 
-    __slots__ = ("deadline", "done", "failed", "last", "started", "state")
+    __slots__ = ("deadline", "done", "failed", "state")
 
     def __init__(self, base: int) -> None:
         self.state = base + sb.STATE
-        self.started = base + sb.JOB_STARTED
         self.deadline = base + sb.JOB_DEADLINE
         self.done = base + sb.JOBS_DONE
         self.failed = base + sb.JOBS_FAILED
-        self.last = base + sb.LAST_DURATION
 
 
 DOWN, CONNECTING, UP = "down", "connecting", "up"
@@ -189,7 +187,6 @@ class Worker:
             for i, name in enumerate(order)
             if i < sb.MAX_FUNCTION_COUNTERS
         }
-        self._memory_baseline = 0
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._lock = threading.Lock() if self.timeouts else None
         self._current: tuple[Connection, bytes, float, float, str] | None = None
@@ -210,12 +207,12 @@ class Worker:
         self._poll.register(self._wakeup_r, select.POLLIN)
         self._write_slot_start()
         if self.max_memory:
-            self._memory_baseline = current_rss()
-            if self._memory_baseline > self.max_memory:
+            baseline = current_rss()
+            if baseline > self.max_memory:
                 log.warning(
                     "a fresh process already uses %d bytes, over max_memory (%d); "
                     "memory recycling is off for this process to avoid a recycle loop",
-                    self._memory_baseline,
+                    baseline,
                     self.max_memory,
                 )
                 self.max_memory = 0
@@ -440,7 +437,6 @@ class Worker:
             self._title("busy")
         words, floats, slot = self._words, self._floats, self._slot_words
         start = _monotonic()
-        floats[slot.started] = start
         words[slot.state] = _BUSY
         job = Job(handle_b, function, unique_b, data, conn.send_job)  # type: ignore[arg-type]
         if self.timeouts:
@@ -470,7 +466,6 @@ class Worker:
         self.jobs += 1
         duration = end - start
         words[slot.done] = self.jobs
-        floats[slot.last] = duration
         fb = self._func_index.get(function)
         if fb is not None:
             words[fb + failed] += 1
