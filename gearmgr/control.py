@@ -20,22 +20,83 @@ from pathlib import Path
 from typing import Any
 
 from gearmgr.config import Config
-from gearmgr.listener import Listener
+from gearmgr.listener import LATER, LATER_TIMEOUT, MAX_REQUEST, Deferred, Listener, Reply
 
-EXIT_OK, EXIT_FATAL = 0, 1
+EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 
 
 class ControlError(Exception):
     """The supervisor cannot be reached or refused the request."""
 
 
-class ControlServer(Listener):
-    """The listening side, owned by the supervisor: one JSON line in, one JSON line out."""
+#: The commands a client may send, and the arguments each takes (name -> longest length).
+COMMANDS: dict[str, dict[str, int]] = {
+    "status": {},
+    "reload": {},
+    "stop": {},
+    "restart": {"function": 256},
+}
+MAX_NESTING = 8  # brackets in one request: a request is a flat object
 
-    def __init__(self, path: Path, handler: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+
+class BadRequest(ValueError):
+    """A control request that is not one of :data:`COMMANDS` with its arguments."""
+
+
+def parse_request(line: bytes) -> dict[str, str]:
+    """Validate one request line: a flat JSON object naming a known command and its string
+    arguments, each bounded. Raises :class:`BadRequest` saying what is wrong."""
+    if line.count(b"[") + line.count(b"{") > MAX_NESTING:
+        raise BadRequest("expected a flat JSON object")  # json would recurse on deep nesting
+    try:
+        request = json.loads(line)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest(f"not JSON: {str(exc)[:100]}") from None
+    if not isinstance(request, dict):
+        raise BadRequest("expected a JSON object")
+    command = request.get("command")
+    if not isinstance(command, str) or command not in COMMANDS:
+        shown = command[:40] if isinstance(command, str) else command
+        raise BadRequest(f"unknown command {shown!r}; known: {', '.join(COMMANDS)}")
+    allowed = COMMANDS[command]
+    args: dict[str, str] = {"command": command}
+    for name, value in request.items():
+        if name == "command":
+            continue
+        if name not in allowed:
+            raise BadRequest(f"{command}: unexpected argument {str(name)[:40]!r}")
+        if not isinstance(value, str) or len(value) > allowed[name]:
+            raise BadRequest(f"{command}: {name} must be a string of at most {allowed[name]}")
+        args[name] = value
+    for name in allowed:
+        if name not in args:
+            raise BadRequest(f"{command}: missing argument {name!r}")
+    return args
+
+
+def encode_answer(answer: dict[str, Any]) -> bytes:
+    return json.dumps(answer).encode() + b"\n"
+
+
+#: A handler's second argument: call it once with the answer when it comes later.
+AnswerLater = Callable[[dict[str, Any]], None]
+
+
+class ControlServer(Listener):
+    """The listening side, owned by the supervisor: one JSON line in, one JSON line out.
+
+    ``handler(request, later)`` returns the answer, or None when it will call
+    ``later(answer)`` itself (``reload`` answers once the outcome is known)."""
+
+    def __init__(
+        self, path: Path, handler: Callable[[dict[str, str], AnswerLater], dict[str, Any] | None]
+    ) -> None:
         self.path = path
         self.handler = handler
         super().__init__(self._listen())
+
+    def describe(self) -> str:
+        return f"control socket {self.path}"
 
     def _listen(self) -> socket.socket:
         path = self.path
@@ -51,7 +112,7 @@ class ControlServer(Listener):
             sock.bind(str(path))
         except OSError as exc:
             sock.close()
-            raise ControlError(f"control_socket {path}: {exc.strerror}") from exc
+            raise ControlError(f"control_socket {path}: {exc.strerror or exc}") from exc
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
@@ -61,15 +122,19 @@ class ControlServer(Listener):
     def complete(self, data: bytes) -> bool:
         return b"\n" in data
 
-    def answer(self, data: bytes) -> bytes:
+    def answer(self, data: bytes, reply: Reply) -> bytes | Deferred:
+        line = data.split(b"\n", 1)[0]
+        if len(line) > MAX_REQUEST:
+            return self.error_answer(f"bad request: longer than {MAX_REQUEST} bytes")
         try:
-            request = json.loads(data.split(b"\n", 1)[0])
-            if not isinstance(request, dict):
-                raise ValueError("expected a JSON object")
-            result = self.handler(request)
-        except ValueError as exc:
-            result = {"ok": False, "error": f"bad request: {exc}"}
-        return json.dumps(result).encode() + b"\n"
+            request = parse_request(line)
+        except BadRequest as exc:
+            return self.error_answer(f"bad request: {exc}")
+        result = self.handler(request, lambda answer: reply.send(encode_answer(answer)))
+        return LATER if result is None else encode_answer(result)
+
+    def error_answer(self, message: str) -> bytes:
+        return encode_answer({"ok": False, "error": message})
 
     def close(self) -> None:
         super().close()
@@ -99,11 +164,12 @@ def _alive(path: Path) -> bool:
         return False
 
 
-def request(path: Path, command: str, **args: Any) -> dict[str, Any]:
-    """Send one command to the supervisor listening at ``path`` and return its answer."""
+def request(path: Path, command: str, *, wait: float = 30.0, **args: Any) -> dict[str, Any]:
+    """Send one command to the supervisor listening at ``path`` and return its answer; a
+    refusal raises :class:`ControlError` (except for ``reload``, whose answer says why)."""
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(30)
+            s.settimeout(wait)
             s.connect(str(path))
             s.sendall(json.dumps({"command": command, **args}).encode() + b"\n")
             answer = json.loads(_read_line(s) or b"null")
@@ -115,7 +181,7 @@ def request(path: Path, command: str, **args: Any) -> dict[str, Any]:
         raise ControlError(f"cannot talk to gearmgr at {path}: {exc}") from None
     if not isinstance(answer, dict):
         raise ControlError(f"gearmgr at {path} sent no answer")
-    if not answer.get("ok", False):
+    if not answer.get("ok", False) and "applied" not in answer:
         raise ControlError(answer.get("error", "request refused"))
     return answer
 
@@ -134,8 +200,7 @@ def run_command(config: Config, command: str, args: argparse.Namespace) -> int:
 
                 print(format_status(answer))
         elif command == "reload":
-            request(path, "reload")
-            print("gearmgr: reload requested")
+            return _report_reload(request(path, "reload", wait=LATER_TIMEOUT))
         elif command == "stop":
             answer = request(path, "stop")
             pid = int(answer["pid"])
@@ -149,6 +214,25 @@ def run_command(config: Config, command: str, args: argparse.Namespace) -> int:
         print(f"gearmgr: {exc}", file=sys.stderr)
         return EXIT_FATAL
     return EXIT_OK
+
+
+def _report_reload(answer: dict[str, Any]) -> int:
+    """Print what came of a reload; the exit code says it as `gearmgr check` would: 0 applied,
+    1 applied but some worker files fail to load (they keep their old code), 2 the config does
+    not load (nothing applied), 1 any other refusal."""
+    if not answer.get("applied"):
+        print(f"gearmgr: reload not applied: {answer.get('error', 'refused')}", file=sys.stderr)
+        print("gearmgr: the supervisor keeps running what it ran", file=sys.stderr)
+        return EXIT_CONFIG if answer.get("config_error") else EXIT_FATAL
+    broken = answer.get("broken") or {}
+    if not broken:
+        print("gearmgr: reload applied")
+        return EXIT_OK
+    print(f"gearmgr: reload applied, but {len(broken)} worker file(s) fail to load:")
+    for name, error in sorted(broken.items()):
+        print(f"  {name}: {error}")
+    print("gearmgr: processes already running them keep their old code; fix and reload again")
+    return EXIT_FATAL
 
 
 def _running(pid: int) -> bool:

@@ -24,7 +24,7 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-from gearmgr.listener import Listener
+from gearmgr.listener import Listener, Reply
 from gearmgr.scoreboard import BUCKETS
 from gearmgr.status import function_stats, processes
 from gearmgr.worker import split_address
@@ -121,14 +121,22 @@ class MetricsServer(Listener):
     def complete(self, data: bytes) -> bool:
         return b"\r\n\r\n" in data or b"\n\n" in data
 
-    def answer(self, data: bytes) -> bytes:
-        line = data.split(b"\n", 1)[0].decode(errors="replace").split()
+    def describe(self) -> str:
+        return f"metrics {self.address}"
+
+    def answer(self, data: bytes, reply: Reply) -> bytes:
+        line = data.split(b"\n", 1)[0][:1024].decode("latin-1").split()
         if len(line) < 2 or line[0] != "GET":
-            return b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n"
+            return _http("405 Method Not Allowed", b"only GET /metrics\n")
         body = generate_latest(self.registry)
-        head = (
-            "HTTP/1.0 200 OK\r\n"
-            f"Content-Type: {CONTENT_TYPE_LATEST}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        )
-        return head.encode() + body
+        return _http("200 OK", body, CONTENT_TYPE_LATEST)
+
+    def error_answer(self, message: str) -> bytes:
+        return _http("500 Internal Server Error", message.encode() + b"\n")
+
+
+def _http(status: str, body: bytes, content_type: str = "text/plain; charset=utf-8") -> bytes:
+    head = (
+        f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body

@@ -22,20 +22,20 @@ from pathlib import Path
 from gearmgr import scoreboard as sb
 from gearmgr.catalog import Catalog, Scan
 from gearmgr.config import Config, ConfigError, load_config
-from gearmgr.control import ControlError, ControlServer
+from gearmgr.control import AnswerLater, ControlError, ControlServer
 from gearmgr.discovery import discover
-from gearmgr.embedded import EmbeddedServer, EmbeddedServerError, answers
+from gearmgr.embedded import EmbeddedServer, EmbeddedServerError
 from gearmgr.listener import Listener
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.metrics import MetricsServer, SupervisorCollector
 from gearmgr.pidfile import PidFile, PidFileError
 from gearmgr.plan import MAX_PROCESSES, ProcessSpec, make_plan
 from gearmgr.privileges import PrivilegeError, drop, prepare_files, resolve
+from gearmgr.probe import ServerProbe
 from gearmgr.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
 from gearmgr.status import build_status, summary
 from gearmgr.systemd import Notifier
 from gearmgr.watch import Watcher
-from gearmgr.worker import split_address
 
 log = logging.getLogger("gearmgr.supervisor")
 
@@ -142,8 +142,14 @@ class Supervisor:
         self.ready = False
         self._next_status = 0.0
         self._next_watchdog = 0.0
-        self._next_server_check = 0.0
+        self.probe = ServerProbe(
+            config.servers,
+            self._server_checked,
+            interval=SERVER_CHECK,
+            in_child=self._in_validation_child,
+        )
         self.servers_up: dict[str, bool] = {}
+        self._reload_waiters: list[AnswerLater] = []  # `gearmgr reload` clients
 
     # -- running -------------------------------------------------------------------------------
 
@@ -218,6 +224,7 @@ class Supervisor:
 
     def _loop(self) -> None:
         self._selector.register(self._wakeup_r, selectors.EVENT_READ)
+        self.probe.attach(self._selector)
         for listener in (self.control, self.metrics):
             if listener is not None:
                 listener.attach(self._selector)
@@ -225,7 +232,7 @@ class Supervisor:
         while True:
             now = time.monotonic()
             for key, _ in self._selector.select(self._wait_time(now)):
-                if isinstance(key.data, Listener):
+                if isinstance(key.data, (Listener, ServerProbe)):
                     key.data.ready(key.fileobj)
                 elif key.data == "watch" and self.watcher is not None:
                     self.watcher.read(time.monotonic())
@@ -239,7 +246,7 @@ class Supervisor:
             self._reap()
             now = time.monotonic()
             self._notify_systemd(now)
-            self._check_servers(now)
+            self.probe.tick(now)
             for listener in (self.control, self.metrics):
                 if listener is not None:
                     listener.sweep(now)
@@ -278,6 +285,7 @@ class Supervisor:
             wake = min(wake, self.scanning[0].validation.deadline)
         if self.replacement is not None or self.replacing:
             wake = min(wake, now + REPLACE_POLL)  # a rolling replacement waits on a registration
+        wake = min(wake, self.probe.next_wake())
         if self.notifier.enabled:
             wake = min(wake, self._next_status)
             if self.notifier.watchdog_interval:
@@ -542,6 +550,7 @@ class Supervisor:
             if listener is not None:
                 listener.close_in_child()
         self.notifier.close()
+        self.probe.close_in_child()
         if self.watcher is not None:
             self.watcher.close()
         if self.pid_file is not None:
@@ -584,6 +593,13 @@ class Supervisor:
             self._reload()
         except (FatalError, OSError, ValueError) as exc:
             log.error("reload failed, keeping what runs: %s", exc)
+            self._reload_done({"ok": False, "applied": False, "error": f"reload failed: {exc}"})
+
+    def _reload_done(self, outcome: dict[str, object]) -> None:
+        """Tell the `gearmgr reload` clients waiting what came of it."""
+        waiters, self._reload_waiters = self._reload_waiters, []
+        for answer in waiters:
+            answer(outcome)
 
     def _reload(self) -> None:
         path = self.config.path
@@ -591,6 +607,9 @@ class Supervisor:
             config = self._with_overrides(load_config(path)) if path else self.config
         except ConfigError as exc:
             log.error("reload: the config does not load, keeping the running one: %s", exc)
+            self._reload_done(
+                {"ok": False, "applied": False, "config_error": True, "error": str(exc)}
+            )
             return
         plan = make_plan(config, discover(config.worker_dirs, config.include, config.exclude).files)
         self._check_capacity(plan)
@@ -607,12 +626,22 @@ class Supervisor:
             self._start_watcher(config)
         servers_changed = config.servers != self.config.servers
         self.config = config
+        if servers_changed:
+            self.probe.configure(config.servers)
+            self.servers_up = {a: u for a, u in self.servers_up.items() if a in config.servers}
 
         def then(changed: set[str]) -> None:
             if servers_changed or logging_changed:  # every process holds these: replace them all
                 log.info("servers or logging changed: replacing every process one by one")
                 changed |= set(self.catalog.files)
-            self._apply_plan(changed)
+            try:
+                self._apply_plan(changed)
+            except (FatalError, OSError, ValueError) as exc:
+                self._reload_done({"ok": False, "applied": False, "error": str(exc)})
+                raise
+            self._reload_done(
+                {"ok": True, "applied": True, "broken": dict(sorted(self.catalog.broken.items()))}
+            )
 
         self._begin_scan(validate_all=True, then=then)
 
@@ -667,6 +696,7 @@ class Supervisor:
             self.code_changed()
 
     def _cancel_scan(self) -> None:
+        self._reload_done({"ok": False, "applied": False, "error": "the supervisor is stopping"})
         if self.scanning is not None:
             job = self.scanning[0].validation
             self.scanning = None
@@ -853,6 +883,7 @@ class Supervisor:
 
     def _final_cleanup(self) -> None:
         self._cancel_scan()
+        self.probe.close()
         self._reap()
         if self.control is not None:
             self.control.close()
@@ -867,21 +898,18 @@ class Supervisor:
 
     # -- job servers ---------------------------------------------------------------------------
 
-    def _check_servers(self, now: float) -> None:
-        """Every SERVER_CHECK seconds, ask each job server for its version and log the ones
-        that went down or came back (each worker reconnects on its own)."""
-        if now < self._next_server_check:
+    def _server_checked(self, address: str, up: bool) -> None:
+        """The probe's answer for one job server (asked every SERVER_CHECK seconds, in the
+        selector): log the ones that went down or came back (each worker reconnects on its
+        own)."""
+        if address not in self.config.servers:
             return
-        self._next_server_check = now + SERVER_CHECK
-        for address in self.config.servers:
-            host, port = split_address(address)
-            up = answers(host, port, 0.3)
-            was = self.servers_up.get(address)
-            self.servers_up[address] = up
-            if (was is None and not up) or (was and not up):
-                log.warning("job server %s is down; workers keep retrying", address)
-            elif was is False and up:
-                log.info("job server %s is back", address)
+        was = self.servers_up.get(address)
+        self.servers_up[address] = up
+        if (was is None and not up) or (was and not up):
+            log.warning("job server %s is down; workers keep retrying", address)
+        elif was is False and up:
+            log.info("job server %s is back", address)
 
     # -- systemd -------------------------------------------------------------------------------
 
@@ -905,6 +933,8 @@ class Supervisor:
         """Every planned process has loaded its code and registered with a job server (with
         at least one: a server that is down must not keep systemd waiting, its outage is in
         the logs and the status), or is backing off after a failure."""
+        if any(address not in self.servers_up for address in self.config.servers):
+            return False  # the first check of the job servers is still under way (<= 1 s)
         wanted = 1 if any(self.servers_up.values()) else 0
         broken = set(self.catalog.broken)
         for slot in self.slots:
@@ -942,18 +972,23 @@ class Supervisor:
 
     # -- control and status ----------------------------------------------------------------------
 
-    def _control(self, request: dict[str, object]) -> dict[str, object]:
-        command = request.get("command")
+    def _control(self, request: dict[str, str], later: AnswerLater) -> dict[str, object] | None:
+        """Serve one control request (already validated by the control socket); None when
+        ``later`` answers it (a reload answers once its outcome is known)."""
+        command = request["command"]
         if command == "status":
             return {"ok": True, **build_status(self)}
         if command == "reload":
+            if self.stopping:
+                return {"ok": False, "error": "the supervisor is stopping"}
+            self._reload_waiters.append(later)
             self.reload()
-            return {"ok": True}
+            return None
         if command == "stop":
             self.begin_stop()
             return {"ok": True, "pid": self.pid}
         if command == "restart":
-            name = str(request.get("function", ""))
+            name = request["function"]
             count = self.replace_functions({name})
             if not count:
                 return {"ok": False, "error": f"no process serves function {name!r}"}

@@ -19,8 +19,11 @@ class Echo(Listener):
     def complete(self, data: bytes) -> bool:
         return b"\n" in data
 
-    def answer(self, data: bytes) -> bytes:
+    def answer(self, data: bytes, reply) -> bytes:
         return b"x" * self.size
+
+    def error_answer(self, message: str) -> bytes:
+        return message.encode()
 
 
 def serve(listener: Listener, selector: selectors.BaseSelector, until) -> float:
