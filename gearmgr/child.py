@@ -101,4 +101,10 @@ def run_child(
         counters=sorted(functions),
         stop_on_sigint=False,
     )
-    return worker.run()
+    code = worker.run()
+    if os.getppid() != parent_pid:  # orphaned: nobody will end what the jobs forked but us
+        try:
+            os.killpg(0, signal.SIGKILL)
+        except OSError:
+            pass
+    return code

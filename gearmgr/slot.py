@@ -66,13 +66,18 @@ class Slot:
         self.kill_at = now + grace
         self.stop_reason = reason
 
-    def exited(self, now: float, clean: bool) -> float:
-        """The process is gone. ``clean`` is true for a recycle (max_jobs, max_lifetime,
-        max_memory) or a stop the supervisor asked for. Returns the delay before the next start.
+    def exited(self, now: float, clean: bool, productive: bool = True) -> float:
+        """The process is gone. ``clean`` is true for a recycle (max_jobs, max_lifetime) or a
+        stop the supervisor asked for. Otherwise (a crash, a job killed for its timeout, a
+        memory recycle) the death counts toward the backoff unless the process had a stable run:
+        up for STABLE_AFTER seconds and ``productive`` (it completed a job, or never had one).
+        A process killed by its first job, however long that job ran, is a quick death: a job
+        that kills every process that takes it is retried ever more slowly, never in a loop.
+        Returns the delay before the next start.
         """
         uptime = now - self.started_at
         self.pid = 0
-        if clean or uptime >= STABLE_AFTER:
+        if clean or (uptime >= STABLE_AFTER and productive):
             self.failures = 0 if clean else 1
         else:
             self.failures += 1

@@ -100,6 +100,17 @@ def describe_exit(status: int, killed_by_us: bool = False) -> str:
     return f"exited with status {os.WEXITSTATUS(status)}"
 
 
+def _stdin_to_devnull() -> None:
+    """Runs in a worker, right after fork."""
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return
+    if fd != 0:
+        os.dup2(fd, 0)
+        os.close(fd)
+
+
 class Supervisor:
     """Runs the processes that ``config`` plans until it is signalled to stop."""
 
@@ -392,9 +403,28 @@ class Supervisor:
                 self._signal(slot, sig)
 
     def _signal(self, slot: Slot, sig: int) -> None:
+        """TERM and USR1 go to the worker alone (a graceful stop lets the job in hand finish,
+        helpers it started included); SIGKILL takes its whole process group."""
         try:
-            os.kill(slot.pid, sig)
-        except ProcessLookupError:
+            if sig == signal.SIGKILL:
+                os.killpg(slot.pid, sig)
+            else:
+                os.kill(slot.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            if sig == signal.SIGKILL:  # the group is gone or not its own yet: the process alone
+                try:
+                    os.kill(slot.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    @staticmethod
+    def _end_group(pid: int) -> None:
+        """A worker was reaped: whatever its jobs forked (its process group) goes with it, so
+        nothing keeps its job-server sockets or outlives a stop. The group's id cannot have
+        been reused while a member of the group lives."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
             pass
 
     # -- reaping -------------------------------------------------------------------------------
@@ -419,11 +449,13 @@ class Supervisor:
             if slot is None:
                 log.debug("reaped unknown child %d (%s)", pid, describe_exit(status))
                 continue
+            self._end_group(pid)
             self._child_exited(slot, status)
 
     def _child_exited(self, slot: Slot, status: int) -> None:
         now = time.monotonic()
         view = self.scoreboard.read(slot.index)
+        busy = view.state == "busy" or view.job_deadline > 0 or slot.stop_reason == "timeout"
         asked = slot.state == STOPPING
         reason = slot.stop_reason if asked else view.exit_reason
         if reason in ("stop", "parent_gone") and not asked:
@@ -447,7 +479,14 @@ class Supervisor:
             else "crash"
         )
         self.restarts[(slot.spec.group, restart_reason)] += 1
-        delay = slot.exited(now, clean=clean or restart_reason in ("timeout", "reload"))
+        # A timeout or memory limit is a death like a crash: a job that kills every process
+        # that takes it must back its slot off, not fork it again and again.
+        clean = (clean or restart_reason == "reload") and restart_reason not in (
+            "timeout",
+            "max_memory",
+        )
+        productive = view.jobs_done > view.jobs_failed or (view.jobs_done == 0 and not busy)
+        delay = slot.exited(now, clean=clean, productive=productive)
         level = logging.INFO if restart_reason != "crash" else logging.WARNING
         after = f"; restarting in {delay:.1f}s" if delay else "; restarting"
         if reason == "import":
@@ -502,6 +541,8 @@ class Supervisor:
         if pid == 0:  # the child
             code = 1
             try:
+                os.setpgid(0, 0)  # its own process group: whatever a job forks goes with it
+                _stdin_to_devnull()  # not the terminal's: a background group reading it stops
                 self._in_child()
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
                 from gearmgr.child import run_child
@@ -530,6 +571,10 @@ class Supervisor:
                 flush_logs()
                 os._exit(code)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        try:
+            os.setpgid(pid, pid)  # also here, so that no signal to the group can come too early
+        except OSError:
+            pass  # it did so itself already, or is gone already
         slot.started(pid, now)
         log.debug("started process %d (%s: %s)", pid, slot.key, ",".join(spec.functions))
 
