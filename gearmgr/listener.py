@@ -54,6 +54,8 @@ class _Pending:
     out: memoryview | None = None  # the answer, while it is being written
     waiting: bool = False  # the request is whole; its answer comes later
     open: bool = True
+    answering: bool = False  # inside answer(): a Reply sent now is kept in ``early``
+    early: bytes | None = None
 
 
 class Reply:
@@ -65,7 +67,9 @@ class Reply:
 
     def send(self, data: bytes) -> None:
         pending = self._pending
-        if pending.open and pending.waiting:
+        if pending.answering:  # answered later, but before answer() even returned
+            pending.early = data
+        elif pending.open and pending.waiting:
             pending.waiting = False
             self._listener._start_write(pending, data)
 
@@ -178,6 +182,7 @@ class Listener:
         return "listener"
 
     def _respond(self, pending: _Pending) -> None:
+        pending.answering = True
         try:
             out = self.answer(pending.buf, Reply(self, pending))
         except Exception as exc:  # one bad request costs its own client, nothing else
@@ -193,6 +198,10 @@ class Listener:
             except Exception:
                 self._drop(pending)
                 return
+        finally:
+            pending.answering = False
+        if isinstance(out, Deferred) and pending.early is not None:
+            out = pending.early
         if isinstance(out, Deferred):
             pending.waiting = True
             pending.buf = b""
