@@ -327,3 +327,12 @@ def test_every_page_has_blocks_and_the_parser_finds_them() -> None:
     assert "clients.md" in found and "quickstart.md" in found
     perl = [b for b in found["clients.md"] if b.lang == "perl"]
     assert len(perl) == 1 and "Gearman::Client" in perl[0].text
+
+
+def test_the_module_table_names_every_module() -> None:
+    table = (ROOT / "docs" / "architecture.md").read_text().split("## Modules", 1)[1]
+    table = table.split("\n## ", 1)[0]
+    missing = [
+        p.name for p in sorted((ROOT / "gearmgr").glob("*.py")) if f"`{p.name}`" not in table
+    ]
+    assert not missing, f"docs/architecture.md's module table has no row for {missing}"
