@@ -19,10 +19,16 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements-dev.txt
 	$(PY) -m pip install -q -e . -r requirements-dev.txt
 	touch $@
 
+# `make test` adds what the tests of the docs' examples run (tests/test_docs_examples.py): PHP
+# with pecl gearman, and Perl's Gearman::Client. One apt-get update, only when something is missing.
+APT_PACKAGES = gearman-job-server gearman-tools
 gearmand:
-	@if ! command -v gearmand >/dev/null || ! command -v gearman >/dev/null; then \
-		echo "installing gearman-job-server and gearman-tools with apt-get"; \
-		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gearman-job-server gearman-tools; \
+	@if ! command -v gearmand >/dev/null || ! command -v gearman >/dev/null \
+		|| { [ -n "$(DOC_TEST_PACKAGES)" ] && ! { php -r 'exit(extension_loaded("gearman") ? 0 : 1);' \
+			&& perl -MGearman::Client -e1; } >/dev/null 2>&1; }; then \
+		echo "installing $(APT_PACKAGES) $(DOC_TEST_PACKAGES) with apt-get"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+			$(APT_PACKAGES) $(DOC_TEST_PACKAGES); \
 	fi
 
 # On a Debian host with systemd, installing gearman-job-server also starts its service on
@@ -38,6 +44,7 @@ run: setup
 	fi; \
 	exec $(VENV)/bin/gearmgr run -c $$config $(if $(filter 0,$(shell id -u)),--allow-root)
 
+test: DOC_TEST_PACKAGES = php-cli php-gearman libgearman-client-perl
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -12,11 +12,6 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-
 BENCH = Path(__file__).resolve().parent
 LABELS = {
     "gearmgr": "gearmgr worker",
@@ -33,6 +28,14 @@ def main() -> int:
         if len(sys.argv) > 2
         else BENCH.parent / "docs" / "benchmarks-throughput.png"
     )
+    try:
+        import matplotlib
+    except ImportError:
+        print("chart.py: matplotlib is missing: run bench/setup.sh", file=sys.stderr)
+        return 1
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     data = json.loads(src.read_text())
     kinds = data["params"]["kinds"]
     pools = data["params"]["pools"]

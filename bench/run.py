@@ -13,7 +13,6 @@ import argparse
 import sys
 import time
 
-import chart
 import common as cm
 import reload
 import respawn
@@ -44,14 +43,16 @@ def main() -> int:
         started = time.monotonic()
         SUITE[name].main(["--quick"] if args.quick else [])
         print(f"({name}: {time.monotonic() - started:.0f} s)", flush=True)
+    results = cm.RESULTS / "quick" if args.quick else cm.RESULTS
     if "throughput" in args.only.split(","):
+        import chart  # matplotlib, from bench/setup.sh: only needed here, not for --help
+
         if args.quick:
-            quick = str(cm.RESULTS / "quick")
-            sys.argv = ["chart.py", f"{quick}/throughput.json", f"{quick}/throughput.png"]
+            sys.argv = ["chart.py", f"{results}/throughput.json", f"{results}/throughput.png"]
         else:
             sys.argv = ["chart.py"]
         chart.main()
-    print(f"\nsuite done in {time.monotonic() - t0:.0f} s; results in {cm.RESULTS}")
+    print(f"\nsuite done in {time.monotonic() - t0:.0f} s; results in {results}")
     return 0
 
 
