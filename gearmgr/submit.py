@@ -75,8 +75,9 @@ def servers(args: argparse.Namespace) -> list[str]:
     ``./gearmgr.yaml`` is used only when it exists."""
     if args.servers:
         return list(args.servers)
-    path = find_config_path(getattr(args, "config", None))
-    if args.config or os.environ.get(ENV_VAR) or path.exists():
+    explicit = getattr(args, "config", None)
+    path = find_config_path(explicit)
+    if explicit or os.environ.get(ENV_VAR) or path.exists():
         return list(load_config(path).servers)
     return [DEFAULT_SERVER]
 

@@ -1,0 +1,234 @@
+"""The command line as a newcomer meets it: --version, help and usage, submit's config, check's
+messages, and the words of every message that prints a count (issue 17)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+from gearmgr import cli
+from gearmgr.discovery import discover, validate
+from tests.support import Gearmand, free_port, wait_for
+from tests.test_client import RawWorker
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``gearmgr ARGV`` in this process: (exit status, stdout, stderr)."""
+    try:
+        code = cli.main(argv)
+    except SystemExit as exc:  # argparse: --help, --version, usage errors
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def worker(gearmand: Gearmand) -> Iterator[RawWorker]:
+    w = RawWorker(gearmand.address).start()
+    wait_for(lambda: gearmand.status().get("reverse", (0, 0, 0))[2] == 1, what="worker registered")
+    yield w
+    w.stop()
+
+
+# -- --version, metavars, help -------------------------------------------------------------------
+
+
+def test_version_comes_from_the_package_metadata(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(["--version"], capsys)
+    assert code == 0
+    assert out == f"gearmgr {metadata.version('gearmgr')}\n"
+
+
+def test_python_dash_m_gearmgr_version() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gearmgr", "--version"], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0
+    assert done.stdout.startswith("gearmgr ")
+
+
+def subcommands() -> list[str]:
+    return sorted(cli.build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_every_metavar_is_upper_case(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli([command, "--help"], capsys)
+    assert code == 0
+    parser = cli.build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    for action in parser._actions:
+        if action.help == "==SUPPRESS==" or action.nargs == 0 or action.choices:
+            continue
+        # What a user fills in reads the same in every command: FILE, SECONDS, FUNCTION...
+        shown = action.metavar or (
+            action.dest if not action.option_strings else action.dest.upper()
+        )
+        name = shown.split(".")[0]  # FILE.ini, as the SPEC writes it
+        assert name == name.upper(), f"{command} {action.option_strings or ''}: {shown}"
+        assert shown in out
+
+
+def test_stop_and_restart_help_use_the_spec_names(capsys: pytest.CaptureFixture[str]) -> None:
+    _, out, _ = run_cli(["stop", "--help"], capsys)
+    assert "--timeout SECONDS" in out
+    _, out, _ = run_cli(["restart", "--help"], capsys)
+    assert "FUNCTION" in out.splitlines()[0]
+    assert "-c FILE" in out
+
+
+# -- submit -c -----------------------------------------------------------------------------------
+
+
+def test_submit_takes_its_servers_from_the_config(
+    gearmand: Gearmand,
+    worker: RawWorker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GEARMGR_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "mine.yaml"
+    config.write_text(f'servers: ["{gearmand.address}"]\n')
+    code, out, err = run_cli(["submit", "-c", str(config), "reverse", "hello"], capsys)
+    assert (code, out, err) == (0, "olleh\n", "")
+    # $GEARMGR_CONFIG, then ./gearmgr.yaml, as for every other command
+    monkeypatch.setenv("GEARMGR_CONFIG", str(config))
+    assert run_cli(["submit", "reverse", "abc"], capsys)[:2] == (0, "cba\n")
+    monkeypatch.delenv("GEARMGR_CONFIG")
+    (tmp_path / "gearmgr.yaml").write_text(config.read_text())
+    assert run_cli(["submit", "reverse", "xy"], capsys)[:2] == (0, "yx\n")
+
+
+def test_submit_server_flag_wins_over_the_config(
+    gearmand: Gearmand, worker: RawWorker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mine.yaml"
+    config.write_text(f'servers: ["127.0.0.1:{free_port()}"]\n')
+    argv = ["submit", "-c", str(config), "-s", gearmand.address, "reverse", "ab"]
+    assert run_cli(argv, capsys)[:2] == (0, "ba\n")
+
+
+def test_submit_with_a_missing_config_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.yaml"
+    code, out, err = run_cli(["submit", "-c", str(missing), "reverse", "x"], capsys)
+    assert code == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert str(missing) in err and "No such file" in err
+
+
+def test_import_ini_refuses_a_config_it_would_ignore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ini = tmp_path / "gm.ini"
+    ini.write_text("[GearmanManager]\nworker_dir=./workers\n")
+    code, out, err = run_cli(["import-ini", "-c", "mine.yaml", str(ini)], capsys)
+    assert code == 2
+    assert out == ""
+    assert "import-ini takes no config file" in err
+    assert run_cli(["import-ini", str(ini)], capsys)[0] == 0
+
+
+# -- check: worker file messages -----------------------------------------------------------------
+
+
+def test_a_slow_import_does_not_hide_the_other_files_errors(tmp_path: Path) -> None:
+    (tmp_path / "slow.py").write_text("import time\ntime.sleep(60)\n\ndef slow(job):\n    pass\n")
+    (tmp_path / "bad.py").write_text("raise RuntimeError('missing setting')\n")
+    (tmp_path / "good.py").write_text("def good(job):\n    return 'ok'\n")
+    results = validate(discover([tmp_path]).files, timeout=1.0)
+    assert results["slow"] == f"{tmp_path / 'slow.py'}: importing it did not finish in 1s"
+    assert results["bad"] == f"{tmp_path / 'bad.py'}: RuntimeError: missing setting (at bad.py:1)"
+    assert results["good"] is None
+
+
+def test_a_file_that_kills_its_import_is_named_alone(tmp_path: Path) -> None:
+    (tmp_path / "dies.py").write_text("import os\nos._exit(5)\n")
+    (tmp_path / "good.py").write_text("def good(job):\n    return 'ok'\n")
+    results = validate(discover([tmp_path]).files, timeout=5.0)
+    assert (
+        results["dies"]
+        == f"{tmp_path / 'dies.py'}: importing it killed the process (exit status 5)"
+    )
+    assert results["good"] is None
+
+
+def test_a_name_mismatch_says_what_the_file_defines(tmp_path: Path) -> None:
+    (tmp_path / "title_case.py").write_text(
+        "import os\nfrom json import loads\n\n"
+        "def titlecase(job):\n    return job.text.title()\n\n"
+        "class Helper:\n    pass\n\n"
+        "def _private():\n    pass\n"
+    )
+    (tmp_path / "empty.py").write_text("X = 1\n")
+    (tmp_path / "value.py").write_text("value = 42\n")
+    results = validate(discover([tmp_path]).files, timeout=5.0)
+    assert results["title_case"] == (
+        f"{tmp_path / 'title_case.py'}: defines no function or class named 'title_case'; "
+        "it defines: Helper, titlecase"
+    )
+    assert results["empty"].endswith(
+        "defines no function or class named 'empty'; it defines no function or class at all"
+    )
+    assert results["value"].endswith("value is a int, not a function or class taking the job")
+
+
+def test_a_failing_constructor_points_at_the_users_file(tmp_path: Path) -> None:
+    (tmp_path / "needs_arg.py").write_text(
+        "class needs_arg:\n"
+        "    def __init__(self, size):\n"
+        "        self.size = size\n\n"
+        "    def run(self, job):\n"
+        "        return job.data\n"
+    )
+    (tmp_path / "bad_json.py").write_text(
+        "import json\n\n"
+        "class bad_json:\n"
+        "    def __init__(self):\n"
+        "        self.conf = json.loads('{')\n\n"
+        "    def run(self, job):\n"
+        "        return job.data\n"
+    )
+    results = validate(discover([tmp_path]).files, timeout=5.0)
+    assert results["needs_arg"].endswith(
+        "needs_arg() raised TypeError: needs_arg.__init__() missing 1 required positional "
+        "argument: 'size' (at needs_arg.py:2)"
+    )
+    assert results["bad_json"].startswith(f"{tmp_path / 'bad_json.py'}: bad_json() raised ")
+    assert results["bad_json"].endswith("(at bad_json.py:5)")
+
+
+def test_check_reports_each_files_own_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workers = tmp_path / "workers"
+    workers.mkdir()
+    (workers / "title_case.py").write_text("def titlecase(job):\n    return job.text\n")
+    (workers / "good.py").write_text("def good(job):\n    return 'ok'\n")
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text("worker_dirs: [workers]\n")
+    code, out, _ = run_cli(["check", "-c", str(config)], capsys)
+    assert code == 1
+    assert "functions: 2 (1 broken)" in out
+    assert "it defines: titlecase" in out
+
+
+# -- counts in words -----------------------------------------------------------------------------
+
+
+def test_plural() -> None:
+    from gearmgr.words import plural
+
+    assert plural(1, "job") == "1 job"
+    assert plural(0, "job") == "0 jobs"
+    assert plural(1, "process") == "1 process"
+    assert plural(3, "process") == "3 processes"
