@@ -3,7 +3,6 @@ messages, and the words of every message that prints a count (issue 17)."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
