@@ -3,6 +3,7 @@ messages, and the words of every message that prints a count (issue 17)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -231,3 +232,58 @@ def test_plural() -> None:
     assert plural(0, "job") == "0 jobs"
     assert plural(1, "process") == "1 process"
     assert plural(3, "process") == "3 processes"
+
+
+# -- status after worker files are removed -------------------------------------------------------
+
+
+def test_status_keeps_the_counts_of_a_removed_function(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path
+) -> None:
+    from gearmgr.status import format_status
+    from tests.support import gearman_cli
+
+    sup = supervisor_factory({"include": ["reverse", "pid"], "auto_reload": True, "max_jobs": 1})
+    sup.wait_ready(gearmand.port, {"reverse": 1, "pid": 1})
+    for text in ("ab", "cd"):  # max_jobs 1: each job recycles the process (a restart)
+        assert gearman_cli(gearmand.port, "-f", "reverse", text).returncode == 0
+        sup.wait_ready(gearmand.port, {"reverse": 1})
+    wait_for(
+        lambda: sup.status()["functions"]["reverse"]["restarts"].get("max_jobs") == 2,
+        what="two restarts of reverse",
+    )
+    (workers_dir / "reverse.py").unlink()
+    status = wait_for(
+        lambda: (
+            (s := sup.status())
+            and not any("reverse" in p["functions"] for p in s["processes"])
+            and s
+        ),
+        timeout=20,
+        what="reverse's process gone",
+    )
+    reverse = status["functions"]["reverse"]
+    assert reverse["jobs_done"] == 2
+    assert reverse["restarts"] == {"max_jobs": 2}
+    assert reverse["removed"] is True
+    assert status["functions"]["pid"]["removed"] is False
+    table = format_status(status)
+    assert "(shared: reverse)" not in table
+    assert re.search(r"^reverse \(removed\)\s+0\s+2\s+0\s+max_jobs=2$", table, re.M), table
+
+
+def test_status_shows_each_workers_unique_memory(supervisor_factory, gearmand: Gearmand) -> None:
+    import psutil
+
+    from gearmgr.status import format_status
+
+    sup = supervisor_factory({"include": ["reverse", "pid"]})
+    sup.wait_ready(gearmand.port, {"reverse": 1, "pid": 1})
+    status = sup.status()
+    for proc in status["processes"]:
+        uss = psutil.Process(proc["pid"]).memory_full_info().uss
+        assert 0 < proc["uss"] < proc["rss"] or proc["rss"] == 0
+        assert abs(proc["uss"] - uss) < 8 << 20  # read at status time, by psutil
+    header, *rows = format_status(status).split("\n\n")[1].splitlines()
+    assert header.split() == ["PID", "STATE", "JOBS", "RSS", "USS", "AGE", "FUNCTIONS"]
+    assert all(re.search(r"\d+KiB\s+\d+KiB", row) for row in rows), rows
