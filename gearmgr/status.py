@@ -74,9 +74,9 @@ def processes(sup: Supervisor, memory: bool = False) -> list[dict[str, Any]]:
             }
         )
     if memory:
-        uss = unique_memory([p["pid"] for p in out])
+        uss = unique_memory([slot.pid for slot in sup.children()])
         for proc in out:
-            proc["uss"] = uss[proc["pid"]]
+            proc["uss"] = uss.get(int(proc["pid"]))
     return out
 
 
