@@ -53,7 +53,7 @@ def unique_memory(pids: list[int], budget: float = USS_BUDGET) -> dict[int, int 
 def processes(sup: Supervisor, memory: bool = False) -> list[dict[str, Any]]:
     """Every live worker process, as ``status`` shows it; with ``memory``, its USS too."""
     now_wall, now = time.time(), time.monotonic()
-    out = []
+    out: list[dict[str, Any]] = []
     for slot in sup.children():
         order = sup.loaded.get(slot.index, [])
         view = sup.scoreboard.read(slot.index)
@@ -76,7 +76,7 @@ def processes(sup: Supervisor, memory: bool = False) -> list[dict[str, Any]]:
     if memory:
         uss = unique_memory([slot.pid for slot in sup.children()])
         for proc in out:
-            proc["uss"] = uss.get(int(proc["pid"]))
+            proc["uss"] = uss.get(proc["pid"])
     return out
 
 
