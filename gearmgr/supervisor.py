@@ -420,7 +420,8 @@ class Supervisor:
         reason = slot.stop_reason if asked else view.exit_reason
         if reason in ("stop", "parent_gone") and not asked:
             reason = "crash"  # stopped by someone else (an outside TERM, SystemExit in a job)
-        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and reason != "crash"
+        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        clean = clean and reason not in ("crash", "job_exit")
         how = describe_exit(status, killed_by_us=asked)
         pid = slot.pid
         self._add_totals(slot.index)
@@ -444,6 +445,9 @@ class Supervisor:
         after = f"; restarting in {delay:.1f}s" if delay else "; restarting"
         if reason == "import":
             detail = "none of its worker files could be loaded"
+        elif reason == "job_exit":  # counted as a crash, backoff included
+            word = self.scoreboard.words[self.scoreboard.base(slot.index) + sb.JOB_EXIT]
+            detail = sb.describe_job_exit(word)
         else:
             detail = restart_reason
         log.log(

@@ -287,3 +287,26 @@ def test_status_shows_each_workers_unique_memory(supervisor_factory, gearmand: G
     header, *rows = format_status(status).split("\n\n")[1].splitlines()
     assert header.split() == ["PID", "STATE", "JOBS", "RSS", "USS", "AGE", "FUNCTIONS"]
     assert all(re.search(r"\d+KiB\s+\d+KiB", row) for row in rows), rows
+
+
+# -- sys.exit in a job ---------------------------------------------------------------------------
+
+
+def test_sys_exit_in_a_job_is_logged_as_such(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path
+) -> None:
+    from tests.support import gearman_cli
+
+    (workers_dir / "quits.py").write_text("import sys\n\ndef quits(job):\n    sys.exit(3)\n")
+    sup = supervisor_factory({"include": ["quits"]})
+    sup.wait_ready(gearmand.port, {"quits": 1})
+    done = gearman_cli(gearmand.port, "-f", "quits", "x")
+    assert b"SystemExit: 3" in done.stdout + done.stderr  # the job failed, with the reason
+    line = wait_for(
+        lambda: next((ln for ln in sup.log().splitlines() if "(quits#0) exited" in ln), None),
+        what="the exit logged",
+    )
+    assert "exited with status 0 (a job called sys.exit(3))" in line
+    assert "(crash)" not in line
+    assert "leaving after 1 job (job_exit)" in sup.log()
+    sup.wait_ready(gearmand.port, {"quits": 1})  # replaced
