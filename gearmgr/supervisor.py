@@ -30,7 +30,14 @@ from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.metrics import MetricsServer, SupervisorCollector
 from gearmgr.pidfile import PidFile, PidFileError
 from gearmgr.plan import MAX_PROCESSES, ProcessSpec, make_plan
-from gearmgr.privileges import PrivilegeError, drop, prepare_files, resolve
+from gearmgr.privileges import (
+    PrivilegeError,
+    access_problems,
+    drop,
+    needed_access,
+    prepare_files,
+    resolve,
+)
 from gearmgr.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
 from gearmgr.status import build_status, summary
 from gearmgr.systemd import Notifier
@@ -149,7 +156,11 @@ class Supervisor:
 
     def run(self) -> int:
         """What ``gearmgr run`` does: returns the exit code."""
-        setup_logging(self.config.log_level, self.config.log_file)
+        try:
+            setup_logging(self.config.log_level, self.config.log_file)
+        except OSError as exc:  # nothing started yet: one line and out
+            print(f"gearmgr: log_file {self.config.log_file}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FATAL
         try:
             self._start()
             self._loop()
@@ -184,6 +195,10 @@ class Supervisor:
             self.control = ControlServer(self.config.control_socket, self._control)
         except ControlError as exc:
             raise FatalError(str(exc)) from exc
+        except OSError as exc:
+            raise FatalError(
+                f"control_socket {self.config.control_socket}: {exc.strerror}"
+            ) from exc
         preload()
         self._drop_privileges()
         if self.config.metrics:
@@ -199,7 +214,10 @@ class Supervisor:
         set_title(f"gearmgr: supervisor ({label})")
         if self.config.embedded_server:
             self._start_embedded()
-        self.catalog.scan(self.config, in_child=self._in_validation_child)
+        try:
+            self.catalog.scan(self.config, in_child=self._in_validation_child)
+        except OSError as exc:
+            raise FatalError(f"worker_dirs: cannot read {exc.filename}: {exc.strerror}") from exc
         plan = make_plan(self.config, self.catalog.files)
         try:
             self._check_capacity(plan)
@@ -827,8 +845,13 @@ class Supervisor:
         try:
             self.embedded.start()
             self.embedded.wait_ready()
-        except (EmbeddedServerError, OSError) as exc:
+        except EmbeddedServerError as exc:
             raise FatalError(str(exc)) from exc
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            raise FatalError(
+                f"embedded_server: cannot start gearmand:{where}: {exc.strerror}"
+            ) from exc
 
     def _embedded_died(self, status: int) -> None:
         assert self.embedded is not None
@@ -936,6 +959,9 @@ class Supervisor:
                     )
                 return
             uid, gid, name = target
+            problems = access_problems(uid, gid, name, needed_access(self.config))
+            if problems:  # found before the switch, while gearmgr can still clean up after it
+                raise FatalError(f"user {name} {'; '.join(problems)}: give it access")
             prepare_files(self.config, uid, gid)
             if self.control is not None:
                 os.chown(self.control.path, uid, gid)

@@ -3,6 +3,7 @@ messages, and the words of every message that prints a count (issue 17)."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -310,3 +311,64 @@ def test_sys_exit_in_a_job_is_logged_as_such(
     assert "(crash)" not in line
     assert "leaving after 1 job (job_exit)" in sup.log()
     sup.wait_ready(gearmand.port, {"quits": 1})  # replaced
+
+
+# -- start-up errors -----------------------------------------------------------------------------
+
+
+def run_supervisor(config: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gearmgr", "run", "-c", str(config), "--allow-root"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=config.parent,
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("pid_file", "pid_file {path}: Not a directory"),
+        ("control_socket", "control_socket {path}: Not a directory"),
+        ("log_file", "log_file {path}: Not a directory"),
+    ],
+)
+def test_a_start_up_path_error_names_the_key_and_the_path(
+    tmp_path: Path, key: str, expected: str
+) -> None:
+    (tmp_path / "workers").mkdir()
+    (tmp_path / "a_file").write_text("")  # a path under a file fails even for root
+    path = tmp_path / "a_file" / "x"
+    config = tmp_path / "gearmgr.yaml"
+    settings = {"control_socket": "gearmgr.sock", key: str(path)}
+    config.write_text(
+        f'servers: ["127.0.0.1:{free_port()}"]\nworker_dirs: [workers]\n'
+        + "".join(f"{k}: {v}\n" for k, v in settings.items())
+    )
+    done = run_supervisor(config)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert expected.format(path=path) in done.stderr.splitlines()[-1]
+    assert not (tmp_path / "gearmgr.sock").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
+def test_folders_the_user_cannot_use_are_named_and_nothing_is_left_behind(tmp_path: Path) -> None:
+    folder = tmp_path / "etc"
+    folder.mkdir(mode=0o700)  # root's alone: user nobody can neither read nor write it
+    (folder / "workers").mkdir()
+    (folder / "workers" / "reverse.py").write_text("def reverse(job):\n    return job.data\n")
+    config = folder / "gearmgr.yaml"
+    config.write_text(
+        f'servers: ["127.0.0.1:{free_port()}"]\nembedded_server: true\n'
+        "worker_dirs: [workers]\ncontrol_socket: gearmgr.sock\nuser: nobody\n"
+    )
+    done = run_supervisor(config)
+    assert done.returncode == 1
+    last = done.stderr.splitlines()[-1]
+    assert "[Errno" not in done.stderr
+    assert f"user nobody cannot read {folder / 'workers'} (worker_dirs)" in last
+    assert f"cannot write in {folder} (control_socket" in last
+    assert "embedded_server" in last
+    assert sorted(p.name for p in folder.iterdir()) == ["gearmgr.yaml", "workers"]
