@@ -372,3 +372,113 @@ def test_folders_the_user_cannot_use_are_named_and_nothing_is_left_behind(tmp_pa
     assert f"cannot write in {folder} (control_socket" in last
     assert "embedded_server" in last
     assert sorted(p.name for p in folder.iterdir()) == ["gearmgr.yaml", "workers"]
+
+
+# -- make run ------------------------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def quickstart_config(tmp_path: Path, server: str) -> Path:
+    """A copy of etc/gearmgr.yaml's shape in a temp folder: embedded server on ``server``."""
+    workers = tmp_path / "workers"
+    workers.mkdir(exist_ok=True)
+    (workers / "reverse.py").write_text("def reverse(job):\n    return job.text[::-1]\n")
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(
+        f'servers: ["{server}"]\nembedded_server: true\nworker_dirs: [workers]\n'
+        "control_socket: gearmgr.sock\n"
+    )
+    return config
+
+
+def stop_group(proc: subprocess.Popen[str]) -> str:
+    import signal
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+def test_make_run_follows_config_and_port(tmp_path: Path) -> None:
+    from tests.support import function_status
+
+    port = free_port()
+    config = quickstart_config(tmp_path, "127.0.0.1:4730")  # as etc/gearmgr.yaml says
+    proc = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"CONFIG={config}", f"PORT={port}"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        wait_for(
+            lambda: function_status_or_none(port).get("reverse", (0, 0, 0))[2] >= 1,
+            timeout=30,
+            what=f"reverse registered at the embedded gearmand on {port}",
+        )
+        assert function_status(port)["reverse"][2] == 1
+    finally:
+        out = stop_group(proc)
+    assert f"gearman -p {port} -f reverse hello" in out
+    assert f"submit -s 127.0.0.1:{port} reverse hello" in out
+    assert "embedded gearmand" in out and f"answers on 127.0.0.1:{port}" in out
+    run_config = tmp_path / ".gearmgr-make-run.yaml"
+    assert f"starting the supervisor with {run_config}" in out
+    assert f"127.0.0.1:{port}" in run_config.read_text()
+
+
+def function_status_or_none(port: int) -> dict[str, tuple[int, int, int]]:
+    from tests.support import function_status
+
+    try:
+        return function_status(port)
+    except OSError:
+        return {}
+
+
+def test_make_run_refuses_a_foreign_gearmand_on_its_embedded_port(
+    tmp_path: Path, gearmand: Gearmand
+) -> None:
+    config = quickstart_config(tmp_path, gearmand.address)
+    done = subprocess.run(
+        [sys.executable, "-m", "gearmgr.quickstart", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    err = done.stderr.strip()
+    assert err.count("\n") == 0
+    assert f"a gearmand already answers on {gearmand.address}" in err
+    for way in ("make run EXTERNAL=1", f"make run PORT={gearmand.port + 1}", "systemctl disable"):
+        assert way in err
+    assert not (tmp_path / "gearmgr.sock").exists()
+
+
+def test_make_run_external_uses_the_gearmand_that_is_there(
+    tmp_path: Path, gearmand: Gearmand
+) -> None:
+    config = quickstart_config(tmp_path, gearmand.address)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gearmgr.quickstart", "-c", str(config), "--external"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "GEARMGR_ALLOW_ROOT": "1"},
+    )
+    try:
+        wait_for(
+            lambda: gearmand.status().get("reverse", (0, 0, 0))[2] >= 1,
+            timeout=20,
+            what="reverse registered at the gearmand that was there",
+        )
+    finally:
+        out = stop_group(proc)
+    assert f"using the gearmand that answers on {gearmand.address} (EXTERNAL=1)" in out
+    assert "embedded gearmand" not in out
+    assert "embedded_server: false" in (tmp_path / ".gearmgr-make-run.yaml").read_text()
