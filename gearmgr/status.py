@@ -9,6 +9,7 @@ from gearmgr.plan import SHARED
 from gearmgr.scoreboard import FunctionStats
 from gearmgr.slot import RUNNING, STOPPING
 from gearmgr.units import format_duration, format_size
+from gearmgr.words import plural
 
 if TYPE_CHECKING:
     from gearmgr.supervisor import Supervisor
@@ -130,7 +131,7 @@ def summary(sup: Supervisor) -> str:
     busy = sum(1 for p in procs if p["state"] == "busy")
     done = sum(st.done + st.failed for st in function_stats(sup).values())
     waiting = sum(1 for s in sup.slots if s.state != RUNNING)
-    text = f"{len(procs)} processes ({busy} busy), {done} jobs done"
+    text = f"{plural(len(procs), 'process')} ({busy} busy), {plural(done, 'job')} done"
     if waiting:
         text += f", {waiting} waiting to start"
     if sup.catalog.broken:
@@ -142,7 +143,7 @@ def format_status(status: dict[str, Any]) -> str:
     """The human table of ``gearmgr status``."""
     lines = [
         f"supervisor {status['pid']}, up {format_duration(round(status['uptime']))}, "
-        f"{len(status['processes'])} processes",
+        f"{plural(len(status['processes']), 'process')}",
     ]
     servers = ", ".join(
         f"{s['address']} ({'up' if s['connected'] else 'DOWN'})" for s in status["servers"]

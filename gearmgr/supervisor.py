@@ -42,6 +42,7 @@ from gearmgr.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
 from gearmgr.status import build_status, summary
 from gearmgr.systemd import Notifier
 from gearmgr.watch import Watcher
+from gearmgr.words import plural
 from gearmgr.worker import split_address
 
 log = logging.getLogger("gearmgr.supervisor")
@@ -227,10 +228,10 @@ class Supervisor:
             log.warning("no worker functions to run: check worker_dirs, include and exclude")
         self.slots = [Slot(spec, self._take_index()) for spec in plan]
         log.info(
-            "supervisor %d starting %d processes for %d functions on %s",
+            "supervisor %d starting %s for %s on %s",
             self.pid,
-            len(self.slots),
-            len(self.catalog.files),
+            plural(len(self.slots), "process"),
+            plural(len(self.catalog.files), "function"),
             ", ".join(self.config.servers),
         )
 
@@ -367,7 +368,9 @@ class Supervisor:
         graceful_timeout) and exits; then the supervisor exits."""
         if self.stopping:
             return
-        log.info("stopping: %d processes finish their jobs and exit", len(self.children()))
+        n = len(self.children())
+        what = "finishes its job and exits" if n == 1 else "finish their jobs and exit"
+        log.info("stopping: %s %s", plural(n, "process"), what)
         self.stopping = True
         self._cancel_scan()
         self.notifier.stopping()
@@ -719,8 +722,8 @@ class Supervisor:
         added = len(slots) - (len(self.slots) - len(by_key))
         self.slots = slots
         log.info(
-            "reconciled: %d processes planned; %d added, %d to replace one by one, %d retired",
-            len(plan),
+            "reconciled: %s planned; %d added, %d to replace one by one, %d retired",
+            plural(len(plan), "process"),
             added,
             replaced,
             len(by_key),
@@ -987,7 +990,9 @@ class Supervisor:
             count = self.replace_functions({name})
             if not count:
                 return {"ok": False, "error": f"no process serves function {name!r}"}
-            log.info("restart requested: replacing %d processes of %s one by one", count, name)
+            log.info(
+                "restart requested: replacing %s of %s one by one", plural(count, "process"), name
+            )
             return {"ok": True, "processes": count}
         return {"ok": False, "error": f"unknown command {command!r}"}
 

@@ -482,3 +482,29 @@ def test_make_run_external_uses_the_gearmand_that_is_there(
     assert f"using the gearmand that answers on {gearmand.address} (EXTERNAL=1)" in out
     assert "embedded gearmand" not in out
     assert "embedded_server: false" in (tmp_path / ".gearmgr-make-run.yaml").read_text()
+
+
+def test_counts_of_one_read_in_the_singular(
+    supervisor_factory, gearmand: Gearmand, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    from gearmgr.status import format_status
+
+    sup = supervisor_factory({"include": ["reverse"], "max_jobs": 1})
+    sup.wait_ready(gearmand.port, {"reverse": 1})
+    assert "starting 1 process for 1 function on" in sup.log()
+    assert format_status(sup.status()).splitlines()[0].endswith(", 1 process")
+    config = str(tmp_path / "gearmgr.yaml")
+    code, out, _ = run_cli(["restart", "reverse", "-c", config], capsys)
+    assert (code, out) == (0, "gearmgr: replacing 1 process of reverse\n")
+    assert "restart requested: replacing 1 process of reverse one by one" in sup.log()
+    from tests.support import gearman_cli
+
+    assert gearman_cli(gearmand.port, "-f", "reverse", "ab").returncode == 0
+    wait_for(lambda: "leaving after 1 job (max_jobs)" in sup.log(), what="the recycle")
+    sup.wait_ready(gearmand.port, {"reverse": 1})
+    sup.signal(signal.SIGTERM)
+    assert sup.wait() == 0
+    assert "stopping: 1 process finishes its job and exits" in sup.log()
+    assert not re.search(r"\b1 (processes|jobs|functions)\b", sup.log())
