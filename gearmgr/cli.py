@@ -22,6 +22,17 @@ class _NoConfig(argparse.Action):
         )
 
 
+def seconds(text: str) -> float:
+    """argparse type of a SECONDS option: a number above zero (else a usage error, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
 def version() -> str:
     """gearmgr's version, from the installed package's metadata."""
     from gearmgr import __version__
@@ -97,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=float,
+        type=seconds,
         default=None,
         help="give up waiting after this many seconds, exit 1 (default: wait forever)",
     )

@@ -104,12 +104,12 @@ def access_problems(
 
 
 def needed_access(config: Config) -> list[tuple[str, Path, int]]:
-    """The folders the user must read or write in once the supervisor has switched to it."""
+    """The folders the user must read or write in once the supervisor has switched to it, or
+    the start fails. (The control socket and the pid file are created before the switch; a
+    folder the user cannot write in only keeps them from being removed at exit, and the next
+    start replaces them.)"""
     rx, wx = os.R_OK | os.X_OK, os.W_OK | os.X_OK
     wanted = [("worker_dirs", d, rx) for d in config.worker_dirs if d.is_dir()]
-    wanted.append(("control_socket, removed from it at exit", config.control_socket.parent, wx))
-    if config.pid_file is not None:
-        wanted.append(("pid_file, removed from it at exit", config.pid_file.parent, wx))
     if config.embedded_server:
         state_dir = config.path.parent if config.path else Path.cwd()
         wanted.append(("embedded_server's queue and log", state_dir, wx))

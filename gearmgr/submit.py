@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 
-from gearmgr.client import DEFAULT_SERVER, Client, GearmanError, JobFailed
+from gearmgr.client import DEFAULT_SERVER, Client, GearmanError, JobFailed, ServerUnavailable
 from gearmgr.config import ENV_VAR, find_config_path, load_config
 from gearmgr.units import parse_address
 
@@ -30,6 +30,8 @@ def _server(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``gearmgr submit`` on ``parser``."""
+    from gearmgr.cli import seconds
+
     parser.add_argument("function", metavar="FUNCTION", help="the function to run")
     parser.add_argument(
         "data",
@@ -63,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout",
         metavar="SECONDS",
-        type=float,
+        type=seconds,
         help="give up waiting after this many seconds (default: wait forever)",
     )
 
@@ -98,6 +100,12 @@ def main(args: argparse.Namespace) -> int:
     except JobFailed as exc:
         reason = exc.exception or "; ".join(exc.warnings) or "no reason given by the worker"
         print(f"gearmgr: job failed: {reason}", file=sys.stderr)
+        return 1
+    except ServerUnavailable as exc:
+        hint = ""
+        if addresses == [DEFAULT_SERVER] and not args.servers:  # nobody named a server
+            hint = "; name the job server with -s HOST:PORT, or its config with -c FILE"
+        print(f"gearmgr: {exc}{hint}", file=sys.stderr)
         return 1
     except GearmanError as exc:
         print(f"gearmgr: {exc}", file=sys.stderr)

@@ -369,8 +369,7 @@ def test_folders_the_user_cannot_use_are_named_and_nothing_is_left_behind(tmp_pa
     last = done.stderr.splitlines()[-1]
     assert "[Errno" not in done.stderr
     assert f"user nobody cannot read {folder / 'workers'} (worker_dirs)" in last
-    assert f"cannot write in {folder} (control_socket" in last
-    assert "embedded_server" in last
+    assert f"cannot write in {folder} (embedded_server's queue and log)" in last
     assert sorted(p.name for p in folder.iterdir()) == ["gearmgr.yaml", "workers"]
 
 
@@ -508,3 +507,25 @@ def test_counts_of_one_read_in_the_singular(
     assert sup.wait() == 0
     assert "stopping: 1 process finishes its job and exits" in sup.log()
     assert not re.search(r"\b1 (processes|jobs|functions)\b", sup.log())
+
+
+@pytest.mark.parametrize("command", [["stop"], ["submit", "reverse", "x"]])
+@pytest.mark.parametrize("value", ["-1", "0", "abc"])
+def test_a_timeout_that_is_not_seconds_is_a_usage_error(
+    command: list[str], value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli([*command, "--timeout", value], capsys)
+    assert code == 2
+    assert f"--timeout: expected a number of seconds above 0, got '{value}'" in err
+
+
+def test_submit_to_no_server_says_how_to_name_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GEARMGR_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("gearmgr.submit.DEFAULT_SERVER", f"127.0.0.1:{free_port()}")
+    code, _, err = run_cli(["submit", "reverse", "x"], capsys)
+    assert code == 1
+    assert err.count("\n") == 1
+    assert "name the job server with -s HOST:PORT, or its config with -c FILE" in err
