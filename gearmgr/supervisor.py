@@ -989,7 +989,9 @@ class Supervisor:
             name = str(request.get("function", ""))
             count = self.replace_functions({name})
             if not count:
-                return {"ok": False, "error": f"no process serves function {name!r}"}
+                served = ", ".join(sorted(self.catalog.files)) or "none"
+                error = f"no process serves function {name!r}; served: {served}"
+                return {"ok": False, "error": error}
             log.info(
                 "restart requested: replacing %s of %s one by one", plural(count, "process"), name
             )
