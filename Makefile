@@ -31,18 +31,13 @@ gearmand:
 			$(APT_PACKAGES) $(DOC_TEST_PACKAGES); \
 	fi
 
-# On a Debian host with systemd, installing gearman-job-server also starts its service on
-# 127.0.0.1:4730. Then `make run` uses that gearmand instead of embedding its own.
+# `make run` follows the config it runs (CONFIG=, default etc/gearmgr.yaml): its servers and
+# embedded_server. PORT=N runs it on 127.0.0.1:N instead. A config that embeds its own gearmand
+# where another one already answers (on Debian with systemd, installing gearman-job-server starts
+# its service on 4730) is refused with what to do, unless EXTERNAL=1 says to use that one.
 run: setup
-	@echo "gearmgr: starting the supervisor with the example workers (Ctrl-C stops it)."
-	@echo "gearmgr: in another terminal: gearman -p 4730 -f reverse hello   (or: $(VENV)/bin/gearmgr submit reverse hello)"
-	@config=$(CONFIG); \
-	if $(PY) -c "import sys; from gearmgr.embedded import answers; sys.exit(not answers('127.0.0.1', 4730))"; then \
-		echo "gearmgr: a gearmand already answers on 127.0.0.1:4730 (the gearman-job-server service?): using it instead of an embedded one"; \
-		config=etc/.gearmgr-external.yaml; \
-		sed 's/^embedded_server: true/embedded_server: false/' $(CONFIG) > $$config; \
-	fi; \
-	exec $(VENV)/bin/gearmgr run -c $$config $(if $(filter 0,$(shell id -u)),--allow-root)
+	@exec $(PY) -m gearmgr.quickstart -c $(CONFIG) $(if $(PORT),--port $(PORT)) \
+		$(if $(filter-out 0,$(EXTERNAL)),--external) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: DOC_TEST_PACKAGES = php-cli php-gearman libgearman-client-perl
 test: setup

@@ -19,13 +19,18 @@ Exceptions::
     └── ProtocolError          bytes that are not the Gearman protocol
 """
 
+from importlib import metadata as _metadata
+
 from gearmgr.admin import Admin
 from gearmgr.client import Client, GearmanError, JobFailed, JobStatus, JobTimeout, ServerUnavailable
 from gearmgr.config import Config, ConfigError, FunctionSettings, load_config
 from gearmgr.job import Job
 from gearmgr.protocol import ProtocolError
 
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("gearmgr")
+except _metadata.PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 
 def __getattr__(name: str) -> object:

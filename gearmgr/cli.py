@@ -12,6 +12,34 @@ from gearmgr.config import Config, ConfigError, find_config_path, load_config
 EXIT_OK, EXIT_FATAL, EXIT_USAGE = 0, 1, 2
 
 
+class _NoConfig(argparse.Action):
+    """``import-ini -c``: a usage error that says why, rather than a config silently ignored."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        parser.error(
+            "import-ini takes no config file (-c): it reads FILE.ini and prints the YAML; "
+            "redirect it to a file: gearmgr import-ini FILE.ini > gearmgr.yaml"
+        )
+
+
+def seconds(text: str) -> float:
+    """argparse type of a SECONDS option: a number above zero (else a usage error, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
+    return value
+
+
+def version() -> str:
+    """gearmgr's version, from the installed package's metadata."""
+    from gearmgr import __version__
+
+    return __version__
+
+
 def load(args: argparse.Namespace) -> Config:
     path = find_config_path(args.config)
     if not args.config and not os.environ.get("GEARMGR_CONFIG") and not path.exists():
@@ -45,9 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gearmgr", description="Run pools of Gearman workers under one supervisor."
     )
+    parser.add_argument("--version", action="version", version=f"gearmgr {version()}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "-c", "--config", help="config file (default: $GEARMGR_CONFIG, then ./gearmgr.yaml)"
+        "-c",
+        "--config",
+        metavar="FILE",
+        help="config file (default: $GEARMGR_CONFIG, then ./gearmgr.yaml)",
     )
     common.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     common.add_argument("-q", "--quiet", action="count", default=0, help="less log output")
@@ -70,10 +102,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "restart", parents=[common], help="replace one function's processes, one by one"
     )
-    p.add_argument("function", help="the function whose processes to replace")
+    p.add_argument("function", metavar="FUNCTION", help="the function whose processes to replace")
     p.set_defaults(func=cmd_control)
     p = sub.add_parser("stop", parents=[common], help="stop the running supervisor and wait")
-    p.add_argument("--timeout", type=float, default=None, help="seconds to wait (default: forever)")
+    p.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=seconds,
+        default=None,
+        help="give up waiting after this many seconds, exit 1 (default: wait forever)",
+    )
     p.set_defaults(func=cmd_control)
 
     from gearmgr import import_ini, submit
@@ -81,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", parents=[common], help="submit a job and print its result")
     submit.add_arguments(p)
     p.set_defaults(func=submit.main)
-    p = sub.add_parser("import-ini", parents=[common], help="convert a GearmanManager ini to YAML")
+    # import-ini reads an ini file and needs no config: it takes no -c (a usage error).
+    p = sub.add_parser("import-ini", help="convert a GearmanManager ini to YAML")
+    p.add_argument("-c", "--config", nargs="?", action=_NoConfig, help=argparse.SUPPRESS)
     import_ini.add_arguments(p)
     p.set_defaults(func=import_ini.main)
     return parser

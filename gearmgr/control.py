@@ -21,6 +21,7 @@ from typing import Any
 
 from gearmgr.config import Config
 from gearmgr.listener import LATER, LATER_TIMEOUT, MAX_REQUEST, Deferred, Listener, Reply
+from gearmgr.words import plural
 
 EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 
@@ -209,7 +210,8 @@ def run_command(config: Config, command: str, args: argparse.Namespace) -> int:
             print("gearmgr: stopped", file=sys.stderr)
         elif command == "restart":
             answer = request(path, "restart", function=args.function)
-            print(f"gearmgr: replacing {answer['processes']} processes of {args.function}")
+            count = plural(int(answer["processes"]), "process")
+            print(f"gearmgr: replacing {count} of {args.function}")
     except ControlError as exc:
         print(f"gearmgr: {exc}", file=sys.stderr)
         return EXIT_FATAL

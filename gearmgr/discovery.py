@@ -82,7 +82,7 @@ def load_handler(name: str, path: Path) -> Handler:
         raise
     except BaseException as exc:  # a worker file may raise anything, SystemExit included
         sys.modules.pop(module_name, None)
-        raise WorkerLoadError(f"{path}: {describe_exception(exc)}") from exc
+        raise WorkerLoadError(f"{path}: {describe_exception(exc, path)}") from exc
     target = getattr(module, name, None)
     if isinstance(target, type):
         run = getattr(target, "run", None)
@@ -91,19 +91,72 @@ def load_handler(name: str, path: Path) -> Handler:
         try:
             instance = target()
         except BaseException as exc:
-            raise WorkerLoadError(f"{path}: {name}() raised {describe_exception(exc)}") from exc
+            where = _definition_line(target, path)
+            raise WorkerLoadError(
+                f"{path}: {name}() raised {describe_exception(exc, path, where)}"
+            ) from exc
         return instance.run  # type: ignore[no-any-return]
     if callable(target):
         return target  # type: ignore[no-any-return]
-    raise WorkerLoadError(f"{path}: defines no function or class named {name!r}")
+    if target is not None:
+        raise WorkerLoadError(
+            f"{path}: {name} is a {type(target).__name__}, not a function or class taking the job"
+        )
+    raise WorkerLoadError(
+        f"{path}: defines no function or class named {name!r}; {_defined(module, module_name)}"
+    )
 
 
-def describe_exception(exc: BaseException) -> str:
-    """``Type: message`` with the innermost frame of the traceback inside the worker file."""
+MAX_LISTED = 10  # callables named in a "defines no function named ..." error
+
+
+def _defined(module: Any, module_name: str) -> str:
+    """What the module defines instead, for the error: its own top-level functions and
+    classes (not what it imported), at most MAX_LISTED of them."""
+    names = sorted(
+        n
+        for n, obj in vars(module).items()
+        if not n.startswith("_")
+        and callable(obj)
+        and getattr(obj, "__module__", None) == module_name
+    )
+    if not names:
+        return "it defines no function or class at all"
+    more = f", ... ({len(names) - MAX_LISTED} more)" if len(names) > MAX_LISTED else ""
+    return f"it defines: {', '.join(names[:MAX_LISTED])}{more}"
+
+
+def _definition_line(cls: type, path: Path) -> int | None:
+    """The line of ``cls.__init__`` (else of the class) in ``path``, when it is defined there."""
+    init = vars(cls).get("__init__")
+    code = getattr(init, "__code__", None)
+    if code is not None and Path(code.co_filename) == path:
+        return int(code.co_firstlineno)
+    try:
+        import inspect
+
+        if Path(inspect.getfile(cls)) == path:
+            return inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        pass
+    return None
+
+
+def describe_exception(
+    exc: BaseException, path: Path | None = None, line: int | None = None
+) -> str:
+    """``Type: message (at FILE:LINE)``: the innermost frame of the traceback that is in the
+    worker file ``path`` (else ``line`` of it, else the innermost frame)."""
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, SyntaxError) and exc.lineno:
         return f"{type(exc).__name__}: {exc.msg} (line {exc.lineno})"
     frames = traceback.extract_tb(exc.__traceback__)
+    if path is not None:
+        mine = [f for f in frames if Path(f.filename) == path]
+        if mine:
+            return f"{text} (at {path.name}:{mine[-1].lineno})"
+        if line is not None:
+            return f"{text} (at {path.name}:{line})"
     if frames:
         last = frames[-1]
         text += f" (at {Path(last.filename).name}:{last.lineno})"
@@ -113,16 +166,21 @@ def describe_exception(exc: BaseException) -> str:
 class Validation:
     """A throwaway fork importing worker files, under way.
 
+    The fork imports each file in a fork of its own, against a deadline of its own
+    (``timeout``), and writes each result as a JSON line as soon as it has it: a file that
+    imports slowly is reported as such, and the others get their real results.
+
     The supervisor puts :attr:`fd` in its selector, calls :meth:`read` when it is readable and
-    :meth:`results` once it says the fork is done (or :attr:`deadline` has passed), so its loop
-    goes on reaping and handling signals while a worker file takes its time to import. Whoever
-    reaps :attr:`pid` first stores its wait status in :attr:`status`.
+    :meth:`results` once it says the fork is done (or :attr:`deadline` has passed, a backstop:
+    ``timeout`` per file, plus a margin), so its loop goes on reaping and handling signals
+    while a worker file takes its time to import. Whoever reaps :attr:`pid` first stores its
+    wait status in :attr:`status`.
     """
 
     def __init__(self, files: dict[str, Path], timeout: float, in_child: Callable[[], None] | None):
         self.files = files
         self.timeout = timeout
-        self.deadline = time.monotonic() + timeout
+        self.deadline = time.monotonic() + timeout * max(1, len(files)) + 2.0
         self.status: int | None = None
         self._chunks: list[bytes] = []
         self.fd, write_fd = os.pipe()
@@ -142,9 +200,7 @@ class Validation:
                 if in_child is not None:
                     in_child()
                 os.dup2(2, 1)  # worker files that print must not reach the supervisor's stdout
-                data = json.dumps(_import_all(files)).encode()
-                while data:
-                    data = data[os.write(write_fd, data) :]
+                _validate_each(files, timeout, write_fd)
                 code = 0
             finally:
                 os._exit(code)
@@ -168,24 +224,22 @@ class Validation:
         (it overran its deadline) and reaps it unless someone already did."""
         done = self.read()
         os.close(self.fd)
-        if not done:
-            self._end(signal.SIGKILL)
-            return {
-                n: f"{p}: importing it did not finish in {self.timeout:g}s"
-                for n, p in self.files.items()
-            }
-        self._end(None)
-        try:
-            found: dict[str, str | None] = json.loads(b"".join(self._chunks))
-        except ValueError:
-            how = (
-                "?"
-                if self.status is None
-                else f"exit status {os.waitstatus_to_exitcode(self.status)}"
-            )
-            return {
-                n: f"{p}: importing it killed the process ({how})" for n, p in self.files.items()
-            }
+        self._end(None if done else signal.SIGKILL)
+        found: dict[str, str | None] = {}
+        for line in b"".join(self._chunks).splitlines():
+            try:
+                name, error = json.loads(line)
+            except ValueError:
+                continue  # the last line, cut short by a kill
+            found[str(name)] = error
+        for name, path in self.files.items():
+            if name not in found:
+                how = "?" if self.status is None else _wait_status(self.status)
+                found[name] = (
+                    f"{path}: importing it killed the process ({how})"
+                    if done
+                    else f"{path}: importing it did not finish in {self.timeout:g}s"
+                )
         return found
 
     def cancel(self) -> None:
@@ -218,15 +272,69 @@ class Validation:
             time.sleep(0.002)
 
 
-def _import_all(files: dict[str, Path]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
+def _wait_status(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
+def _validate_each(files: dict[str, Path], timeout: float, out_fd: int) -> None:
+    """In the validation fork: import each file in a fork of its own, killed after
+    ``timeout``; write ``[name, error or null]`` as a JSON line to ``out_fd`` for each."""
+    from gearmgr.child import set_parent_death_signal
+
     for name, path in files.items():
-        try:
-            load_handler(name, path)
-            found[name] = None
-        except WorkerLoadError as exc:
-            found[name] = str(exc)
-    return found
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(read_fd)
+                set_parent_death_signal(signal.SIGKILL)
+                _write_all(write_fd, json.dumps(_import_one(name, path)).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        chunks, finished = [], False
+        deadline = time.monotonic() + timeout
+        while not finished:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([read_fd], [], [], left)[0]:
+                break
+            chunk = os.read(read_fd, 65536)
+            finished = not chunk
+            chunks.append(chunk)
+        os.close(read_fd)
+        if not finished:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        error: str | None
+        if not finished:
+            error = f"{path}: importing it did not finish in {timeout:g}s"
+        else:
+            try:
+                error = json.loads(b"".join(chunks))
+            except ValueError:
+                error = f"{path}: importing it killed the process ({_wait_status(status)})"
+        _write_all(out_fd, json.dumps([name, error]).encode() + b"\n")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _import_one(name: str, path: Path) -> str | None:
+    try:
+        load_handler(name, path)
+    except WorkerLoadError as exc:
+        return str(exc)
+    return None
 
 
 def validate(
@@ -234,7 +342,8 @@ def validate(
     timeout: float = 20.0,
     in_child: Callable[[], None] | None = None,
 ) -> dict[str, str | None]:
-    """Import each worker file in a throwaway forked process: name -> error text, or None.
+    """Import each worker file in a throwaway forked process, each against a deadline of its
+    own (``timeout``): name -> error text, or None.
 
     The supervisor never imports worker code itself: the fork does, reports through a pipe and
     exits, so a file that hangs, kills the interpreter or leaves state behind fails validation

@@ -32,6 +32,7 @@ import yaml
 
 from gearmgr.config import FUNCTION_KEYS, KEY, KEYS
 from gearmgr.units import format_duration
+from gearmgr.words import plural
 
 GLOBAL_SECTION = "GearmanManager"
 # GearmanManager's values when a key is absent, zero or empty (none of them can be switched off).
@@ -434,8 +435,9 @@ def _dedicated(
         else f"count and dedicated_count already give the same {total}; left out"
     )
     conv.warn(
-        f'[{name}] count = {count}: in GearmanManager this means "at least {count} processes able'
-        f' to do {name}", counting the {conv.do_all} count processes; gearmgr has no per-function'
+        f'[{name}] count = {count}: in GearmanManager this means "at least '
+        f'{plural(count, "process")} able to do {name}", counting the '
+        f"{plural(conv.do_all, 'count process', 'count processes')}; gearmgr has no per-function"
         f" count: {action}"
     )
 

@@ -9,8 +9,8 @@ Slot layout, in 8-byte words:
 
     0 pid            4 jobs_failed       8 exit_reason
     1 state          5 rss (bytes)       9 servers_connected
-    2 reserved       6 started_at       10 - 15 reserved
-    3 jobs_done      7 job_deadline
+    2 reserved       6 started_at       10 job_exit (how a job asked the process to exit)
+    3 jobs_done      7 job_deadline     11 - 15 reserved
     16 + 14*i ...: the process's i-th function (up to 32): jobs done, jobs failed, the sum of
     job durations (float, s), then one counter per duration bucket (a job counts in the first
     bucket whose upper bound it does not exceed; longer jobs in none). Prometheus' cumulative
@@ -31,7 +31,7 @@ SLOT_BYTES = WORDS_PER_SLOT * 8
 F_DONE, F_FAILED, F_DURATION, F_BUCKETS = 0, 1, 2, 3
 
 PID, STATE, JOBS_DONE, JOBS_FAILED, RSS, STARTED_AT, JOB_DEADLINE = 0, 1, 3, 4, 5, 6, 7
-EXIT_REASON, SERVERS_CONNECTED = 8, 9
+EXIT_REASON, SERVERS_CONNECTED, JOB_EXIT = 8, 9, 10
 FUNC_BASE = 16
 
 # States (word STATE)
@@ -47,6 +47,7 @@ STATE_NAMES = {
 # Why a worker left on its own (word EXIT_REASON), read by the supervisor after reaping it.
 REASON_NONE, REASON_MAX_JOBS, REASON_MAX_LIFETIME, REASON_MAX_MEMORY = range(4)
 REASON_STOP, REASON_PARENT_GONE, REASON_TIMEOUT, REASON_NO_FUNCTIONS = range(4, 8)
+REASON_JOB_EXIT = 8  # a job raised SystemExit (sys.exit) or KeyboardInterrupt
 REASON_NAMES = {
     REASON_NONE: "crash",
     REASON_MAX_JOBS: "max_jobs",
@@ -56,7 +57,33 @@ REASON_NAMES = {
     REASON_PARENT_GONE: "parent_gone",
     REASON_TIMEOUT: "timeout",
     REASON_NO_FUNCTIONS: "import",
+    REASON_JOB_EXIT: "job_exit",
 }
+
+_INTERRUPT, _EXIT_NONE, _EXIT_CODE = 1, 2, 3
+
+
+def job_exit_word(exc: BaseException) -> int:
+    """How a job asked its process to exit, as the word JOB_EXIT stores it."""
+    if not isinstance(exc, SystemExit):
+        return _INTERRUPT
+    code = exc.code
+    if code is None:
+        return _EXIT_NONE
+    if isinstance(code, int) and 0 <= code < 1 << 32:
+        return _EXIT_CODE + code
+    return 0  # a message, or a code that is not a small int
+
+
+def describe_job_exit(word: int) -> str:
+    """The JOB_EXIT word in words: 'a job called sys.exit(3)'."""
+    if word == _INTERRUPT:
+        return "a job raised KeyboardInterrupt"
+    if word == _EXIT_NONE:
+        return "a job called sys.exit()"
+    if word >= _EXIT_CODE:
+        return f"a job called sys.exit({word - _EXIT_CODE})"
+    return "a job called sys.exit() with a message"
 
 
 @dataclass(frozen=True)

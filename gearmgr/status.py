@@ -5,17 +5,21 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from gearmgr.plan import SHARED
 from gearmgr.scoreboard import FunctionStats
 from gearmgr.slot import RUNNING, STOPPING
 from gearmgr.units import format_duration, format_size
+from gearmgr.words import plural
 
 if TYPE_CHECKING:
     from gearmgr.supervisor import Supervisor
 
 
 def function_stats(sup: Supervisor) -> dict[str, FunctionStats]:
-    """Job counters per function: processes that exited plus the running ones."""
-    out = {name: sup.totals.get(name, FunctionStats()) for name in sup.catalog.files}
+    """Job counters per function: processes that exited plus the running ones. A function
+    whose worker file was removed keeps its counters: they are the supervisor's history."""
+    out = {name: FunctionStats() for name in sup.catalog.files}
+    out.update(sup.totals)
     for slot in sup.children():
         order = sup.loaded.get(slot.index, [])
         stats = sup.scoreboard.read(slot.index, len(order)).function_stats
@@ -24,10 +28,33 @@ def function_stats(sup: Supervisor) -> dict[str, FunctionStats]:
     return out
 
 
-def processes(sup: Supervisor) -> list[dict[str, Any]]:
-    """Every live worker process, as ``status`` shows it."""
+#: Longest time one ``status`` request spends reading worker processes' USS (psutil reads
+#: /proc/PID/smaps_rollup, well under a millisecond for a worker): past it, ``uss`` is None.
+USS_BUDGET = 0.25
+
+
+def unique_memory(pids: list[int], budget: float = USS_BUDGET) -> dict[int, int | None]:
+    """USS of each process (bytes of memory only it holds: what stopping it would free), read
+    with psutil within ``budget`` seconds; None where it could not be read in time or at all."""
+    import psutil
+
+    deadline = time.monotonic() + budget
+    out: dict[int, int | None] = {}
+    for pid in pids:
+        out[pid] = None
+        if time.monotonic() > deadline:
+            continue
+        try:
+            out[pid] = int(psutil.Process(pid).memory_full_info().uss)
+        except (psutil.Error, OSError, AttributeError):
+            pass
+    return out
+
+
+def processes(sup: Supervisor, memory: bool = False) -> list[dict[str, Any]]:
+    """Every live worker process, as ``status`` shows it; with ``memory``, its USS too."""
     now_wall, now = time.time(), time.monotonic()
-    out = []
+    out: list[dict[str, Any]] = []
     for slot in sup.children():
         order = sup.loaded.get(slot.index, [])
         view = sup.scoreboard.read(slot.index)
@@ -47,25 +74,35 @@ def processes(sup: Supervisor) -> list[dict[str, Any]]:
                 "servers_connected": view.servers_connected,
             }
         )
+    if memory:
+        uss = unique_memory([slot.pid for slot in sup.children()])
+        for proc in out:
+            proc["uss"] = uss.get(proc["pid"])
     return out
 
 
 def build_status(sup: Supervisor) -> dict[str, Any]:
     """The object of ``gearmgr status --json`` (SPEC.md), plus restarts by reason."""
     functions: dict[str, dict[str, Any]] = {}
-    for name, st in sorted(function_stats(sup).items()):
+    stats = function_stats(sup)
+    # Restarts are kept by group: a function's name, or SHARED for the count processes. A
+    # function that is no longer served keeps its line (and its counters): the history stays.
+    names = set(stats) | {group for group, _ in sup.restarts if group != SHARED}
+    for name in sorted(names):
+        st = stats.get(name, FunctionStats())
         functions[name] = {
             "processes": 0,
             "jobs_done": st.done,
             "jobs_failed": st.failed,
             "restarts": {},
+            "removed": name not in sup.catalog.files,
         }
     restarts: dict[str, dict[str, int]] = {}
     for (group, reason), n in sorted(sup.restarts.items()):
         restarts.setdefault(group, {})[reason] = n
         if group in functions:
             functions[group]["restarts"] = restarts[group]
-    procs = processes(sup)
+    procs = processes(sup, memory=True)
     for proc in procs:
         for name in proc["functions"]:
             if name in functions:
@@ -94,7 +131,7 @@ def summary(sup: Supervisor) -> str:
     busy = sum(1 for p in procs if p["state"] == "busy")
     done = sum(st.done + st.failed for st in function_stats(sup).values())
     waiting = sum(1 for s in sup.slots if s.state != RUNNING)
-    text = f"{len(procs)} processes ({busy} busy), {done} jobs done"
+    text = f"{plural(len(procs), 'process')} ({busy} busy), {plural(done, 'job')} done"
     if waiting:
         text += f", {waiting} waiting to start"
     if sup.catalog.broken:
@@ -106,30 +143,34 @@ def format_status(status: dict[str, Any]) -> str:
     """The human table of ``gearmgr status``."""
     lines = [
         f"supervisor {status['pid']}, up {format_duration(round(status['uptime']))}, "
-        f"{len(status['processes'])} processes",
+        f"{plural(len(status['processes']), 'process')}",
     ]
     servers = ", ".join(
         f"{s['address']} ({'up' if s['connected'] else 'DOWN'})" for s in status["servers"]
     )
     lines.append(f"servers: {servers}")
     lines.append("")
-    lines.append(f"{'PID':>7}  {'STATE':<9} {'JOBS':>7} {'RSS':>9} {'AGE':>8}  FUNCTIONS")
+    lines.append(
+        f"{'PID':>7}  {'STATE':<9} {'JOBS':>7} {'RSS':>9} {'USS':>9} {'AGE':>8}  FUNCTIONS"
+    )
     now = time.time()
     for p in status["processes"]:
         age = format_duration(round(now - p["started"])) if p["started"] else "-"
+        uss = format_size(p["uss"]) if p.get("uss") is not None else "-"
         lines.append(
-            f"{p['pid']:>7}  {p['state']:<9} {p['jobs']:>7} {format_size(p['rss']):>9} "
+            f"{p['pid']:>7}  {p['state']:<9} {p['jobs']:>7} {format_size(p['rss']):>9} {uss:>9} "
             f"{age:>8}  {','.join(p['functions'])}"
         )
     lines.append("")
     lines.append(f"{'FUNCTION':<24} {'PROCS':>5} {'DONE':>9} {'FAILED':>7}  RESTARTS")
     for name, f in sorted(status["functions"].items()):
         restarts = ", ".join(f"{r}={n}" for r, n in sorted(f.get("restarts", {}).items())) or "-"
+        label = f"{name} (removed)" if f.get("removed") else name
         lines.append(
-            f"{name:<24} {f['processes']:>5} {f['jobs_done']:>9} {f['jobs_failed']:>7}  {restarts}"
+            f"{label:<24} {f['processes']:>5} {f['jobs_done']:>9} {f['jobs_failed']:>7}  {restarts}"
         )
-    for group, reasons in sorted(status.get("restarts", {}).items()):
-        if group not in status["functions"]:  # the shared (count) processes
-            restarts = ", ".join(f"{r}={n}" for r, n in sorted(reasons.items()))
-            lines.append(f"{'(shared: ' + group + ')':<24} {'':>5} {'':>9} {'':>7}  {restarts}")
+    shared = status.get("restarts", {}).get(SHARED)
+    if shared:  # the count processes, which serve every function: their own line
+        restarts = ", ".join(f"{r}={n}" for r, n in sorted(shared.items()))
+        lines.append(f"{'(shared: ' + SHARED + ')':<24} {'':>5} {'':>9} {'':>7}  {restarts}")
     return "\n".join(lines)

@@ -30,12 +30,20 @@ from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.metrics import MetricsServer, SupervisorCollector
 from gearmgr.pidfile import PidFile, PidFileError
 from gearmgr.plan import MAX_PROCESSES, ProcessSpec, make_plan
-from gearmgr.privileges import PrivilegeError, drop, prepare_files, resolve
+from gearmgr.privileges import (
+    PrivilegeError,
+    access_problems,
+    drop,
+    needed_access,
+    prepare_files,
+    resolve,
+)
 from gearmgr.probe import ServerProbe
 from gearmgr.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
 from gearmgr.status import build_status, summary
 from gearmgr.systemd import Notifier
 from gearmgr.watch import Watcher
+from gearmgr.words import plural
 
 log = logging.getLogger("gearmgr.supervisor")
 
@@ -166,7 +174,11 @@ class Supervisor:
 
     def run(self) -> int:
         """What ``gearmgr run`` does: returns the exit code."""
-        setup_logging(self.config.log_level, self.config.log_file)
+        try:
+            setup_logging(self.config.log_level, self.config.log_file)
+        except OSError as exc:  # nothing started yet: one line and out
+            print(f"gearmgr: log_file {self.config.log_file}: {exc.strerror}", file=sys.stderr)
+            return EXIT_FATAL
         try:
             self._start()
             self._loop()
@@ -201,6 +213,10 @@ class Supervisor:
             self.control = ControlServer(self.config.control_socket, self._control)
         except ControlError as exc:
             raise FatalError(str(exc)) from exc
+        except OSError as exc:
+            raise FatalError(
+                f"control_socket {self.config.control_socket}: {exc.strerror}"
+            ) from exc
         preload()
         self._drop_privileges()
         if self.config.metrics:
@@ -216,7 +232,10 @@ class Supervisor:
         set_title(f"gearmgr: supervisor ({label})")
         if self.config.embedded_server:
             self._start_embedded()
-        self.catalog.scan(self.config, in_child=self._in_validation_child)
+        try:
+            self.catalog.scan(self.config, in_child=self._in_validation_child)
+        except OSError as exc:
+            raise FatalError(f"worker_dirs: cannot read {exc.filename}: {exc.strerror}") from exc
         plan = make_plan(self.config, self.catalog.files)
         try:
             self._check_capacity(plan)
@@ -226,10 +245,10 @@ class Supervisor:
             log.warning("no worker functions to run: check worker_dirs, include and exclude")
         self.slots = [Slot(spec, self._take_index()) for spec in plan]
         log.info(
-            "supervisor %d starting %d processes for %d functions on %s",
+            "supervisor %d starting %s for %s on %s",
             self.pid,
-            len(self.slots),
-            len(self.catalog.files),
+            plural(len(self.slots), "process"),
+            plural(len(self.catalog.files), "function"),
             ", ".join(self.config.servers),
         )
 
@@ -368,7 +387,9 @@ class Supervisor:
         graceful_timeout) and exits; then the supervisor exits."""
         if self.stopping:
             return
-        log.info("stopping: %d processes finish their jobs and exit", len(self.children()))
+        n = len(self.children())
+        what = "finishes its job and exits" if n == 1 else "finish their jobs and exit"
+        log.info("stopping: %s %s", plural(n, "process"), what)
         self.stopping = True
         self._cancel_scan()
         self.notifier.stopping()
@@ -460,7 +481,8 @@ class Supervisor:
         reason = slot.stop_reason if asked else view.exit_reason
         if reason in ("stop", "parent_gone") and not asked:
             reason = "crash"  # stopped by someone else (an outside TERM, SystemExit in a job)
-        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and reason != "crash"
+        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        clean = clean and reason not in ("crash", "job_exit")
         how = describe_exit(status, killed_by_us=asked)
         pid = slot.pid
         self._add_totals(slot.index)
@@ -491,6 +513,9 @@ class Supervisor:
         after = f"; restarting in {delay:.1f}s" if delay else "; restarting"
         if reason == "import":
             detail = "none of its worker files could be loaded"
+        elif reason == "job_exit":  # counted as a crash, backoff included
+            word = self.scoreboard.words[self.scoreboard.base(slot.index) + sb.JOB_EXIT]
+            detail = sb.describe_job_exit(word)
         else:
             detail = restart_reason
         log.log(
@@ -772,8 +797,8 @@ class Supervisor:
         added = len(slots) - (len(self.slots) - len(by_key))
         self.slots = slots
         log.info(
-            "reconciled: %d processes planned; %d added, %d to replace one by one, %d retired",
-            len(plan),
+            "reconciled: %s planned; %d added, %d to replace one by one, %d retired",
+            plural(len(plan), "process"),
             added,
             replaced,
             len(by_key),
@@ -898,8 +923,13 @@ class Supervisor:
         try:
             self.embedded.start()
             self.embedded.wait_ready()
-        except (EmbeddedServerError, OSError) as exc:
+        except EmbeddedServerError as exc:
             raise FatalError(str(exc)) from exc
+        except OSError as exc:
+            where = f" {exc.filename}" if exc.filename else ""
+            raise FatalError(
+                f"embedded_server: cannot start gearmand:{where}: {exc.strerror}"
+            ) from exc
 
     def _embedded_died(self, status: int) -> None:
         assert self.embedded is not None
@@ -1007,6 +1037,9 @@ class Supervisor:
                     )
                 return
             uid, gid, name = target
+            problems = access_problems(uid, gid, name, needed_access(self.config))
+            if problems:  # found before the switch, while gearmgr can still clean up after it
+                raise FatalError(f"user {name} {'; '.join(problems)}: give it access")
             prepare_files(self.config, uid, gid)
             if self.control is not None:
                 os.chown(self.control.path, uid, gid)
@@ -1036,8 +1069,12 @@ class Supervisor:
             name = request["function"]
             count = self.replace_functions({name})
             if not count:
-                return {"ok": False, "error": f"no process serves function {name!r}"}
-            log.info("restart requested: replacing %d processes of %s one by one", count, name)
+                served = ", ".join(sorted(self.catalog.files)) or "none"
+                error = f"no process serves function {name!r}; served: {served}"
+                return {"ok": False, "error": error}
+            log.info(
+                "restart requested: replacing %s of %s one by one", plural(count, "process"), name
+            )
             return {"ok": True, "processes": count}
         return {"ok": False, "error": f"unknown command {command!r}"}
 

@@ -33,6 +33,7 @@ from gearmgr import scoreboard as sb
 from gearmgr.job import Job, to_bytes
 from gearmgr.logs import reopen_log_file, set_label
 from gearmgr.protocol import HEADER, REQ, RES, Decoder, PacketType, ProtocolError, encode
+from gearmgr.words import plural
 
 log = logging.getLogger("gearmgr.worker")
 
@@ -457,7 +458,9 @@ class Worker:
             job.log.error("failed: %s", text, exc_info=not isinstance(exc, SystemExit))
             reply = [encode(P.WORK_WARNING, handle_b, text.encode()), encode(P.WORK_FAIL, handle_b)]
             if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                self._stop = True
+                self._stop = True  # the job asked the process to exit: it does, and says why
+                self.leaving = sb.REASON_JOB_EXIT
+                words[self._base + sb.JOB_EXIT] = sb.job_exit_word(exc)
         if self._lock is not None:
             with self._lock:  # from here on the watchdog leaves this job alone
                 self._current = None
@@ -605,11 +608,7 @@ class Worker:
             if conn.sock is not None:
                 conn.sock.close()
         if reason != sb.REASON_STOP:
-            log.info(
-                "leaving after %d jobs (%s)",
-                self.jobs,
-                sb.REASON_NAMES[reason],
-            )
+            log.info("leaving after %s (%s)", plural(self.jobs, "job"), sb.REASON_NAMES[reason])
         return EXIT_OK
 
     # -- process state ---------------------------------------------------------------------------

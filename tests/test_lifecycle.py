@@ -341,3 +341,4 @@ def test_restart_command_replaces_one_functions_processes(supervisor_factory, ge
         timeout=30,
     )
     assert unknown.returncode == 1 and b"no process serves function 'nope'" in unknown.stderr
+    assert b"; served: " in unknown.stderr and b"reverse" in unknown.stderr

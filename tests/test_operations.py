@@ -94,7 +94,7 @@ def test_systemd_ready_with_one_server_down_and_a_broken_file(
     )
     while "READY=1" not in (message := listener.recv(4096).decode()):
         pass
-    assert "processes" in message and "broken: broken" in message
+    assert " process" in message and "broken: broken" in message
     assert f"job server {down} is down" in sup.log()
     listener.close()
 

@@ -185,7 +185,9 @@ def test_status_json_shape(supervisor_factory, gearmand: Gearmand, tmp_path: Pat
         "jobs_done": 1,
         "jobs_failed": 0,
         "restarts": {},
+        "removed": False,
     }
+    assert all(0 < p["uss"] < p["rss"] for p in status["processes"])
     table = subprocess.run(
         [sys.executable, "-m", "gearmgr", "status", "-c", str(sup.config_path)],
         capture_output=True,
