@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from gearmgr.plan import SHARED
 from gearmgr.scoreboard import FunctionStats
 from gearmgr.slot import RUNNING, STOPPING
-from gearmgr.units import format_duration, format_size
+from gearmgr.units import format_duration
 from gearmgr.words import plural
 
 if TYPE_CHECKING:
@@ -156,9 +156,9 @@ def format_status(status: dict[str, Any]) -> str:
     now = time.time()
     for p in status["processes"]:
         age = format_duration(round(now - p["started"])) if p["started"] else "-"
-        uss = format_size(p["uss"]) if p.get("uss") is not None else "-"
+        uss = _mib(p["uss"]) if p.get("uss") is not None else "-"
         lines.append(
-            f"{p['pid']:>7}  {p['state']:<9} {p['jobs']:>7} {format_size(p['rss']):>9} {uss:>9} "
+            f"{p['pid']:>7}  {p['state']:<9} {p['jobs']:>7} {_mib(p['rss']):>9} {uss:>9} "
             f"{age:>8}  {','.join(p['functions'])}"
         )
     lines.append("")
@@ -174,3 +174,8 @@ def format_status(status: dict[str, Any]) -> str:
         restarts = ", ".join(f"{r}={n}" for r, n in sorted(shared.items()))
         lines.append(f"{'(shared: ' + SHARED + ')':<24} {'':>5} {'':>9} {'':>7}  {restarts}")
     return "\n".join(lines)
+
+
+def _mib(size: int) -> str:
+    """Memory in the table: one unit for every row, so the column reads at a glance."""
+    return f"{size / 1048576:.1f}MiB"

@@ -99,8 +99,12 @@ MASKS = [
     (re.compile(r"gearmgr\[\d+\]"), "gearmgr[PID]"),
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}"), "TIME"),
     (re.compile(r"^supervisor \d+, up \d+s,", re.M), "supervisor PID, up Ns,"),
-    # a row of the process table: PID, STATE, JOBS (the split among processes varies), RSS, AGE
-    (re.compile(r"^ *\d+  (idle|busy|stopping) +\d+ +\d+KiB +\d+s  ", re.M), r"PROC \1 "),
+    # a row of the process table: PID, STATE, JOBS (the split among processes varies), RSS,
+    # USS, AGE
+    (
+        re.compile(r"^ *\d+  (idle|busy|stopping) +\d+ +[\d.]+MiB +(?:[\d.]+MiB|-) +\d+s  ", re.M),
+        r"PROC \1 ",
+    ),
 ]
 
 
