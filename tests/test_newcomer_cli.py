@@ -287,7 +287,7 @@ def test_status_shows_each_workers_unique_memory(supervisor_factory, gearmand: G
         assert abs(proc["uss"] - uss) < 8 << 20  # read at status time, by psutil
     header, *rows = format_status(status).split("\n\n")[1].splitlines()
     assert header.split() == ["PID", "STATE", "JOBS", "RSS", "USS", "AGE", "FUNCTIONS"]
-    assert all(re.search(r"\d+KiB\s+\d+KiB", row) for row in rows), rows
+    assert all(re.search(r"\d+\.\dMiB\s+\d+\.\dMiB", row) for row in rows), rows
 
 
 # -- sys.exit in a job ---------------------------------------------------------------------------
