@@ -200,6 +200,8 @@ class Supervisor:
         if self.config.embedded_server:
             self._start_embedded()
         self.catalog.scan(self.config, in_child=self._in_validation_child)
+        for line in self.config.unused_function_settings(self.catalog.files):
+            log.warning("%s", line)
         plan = make_plan(self.config, self.catalog.files)
         try:
             self._check_capacity(plan)
