@@ -77,7 +77,7 @@ def read_yaml(text: str) -> tuple[Any, dict[KeyPath, int]]:
         raise YAMLProblem(f"not UTF-8 text: {exc.reason} at character {exc.start}") from None
     try:
         check_bounds(text)
-        loader = _LOADER(text)
+        loader = type("Loader", (_MarkedConstructor, _LOADER), {})(text)
         try:
             node = loader.get_single_node()
             if node is None:
@@ -94,8 +94,20 @@ def read_yaml(text: str) -> tuple[Any, dict[KeyPath, int]]:
         raise YAMLProblem(f"invalid YAML: {what}", line, column) from None
     except yaml.YAMLError as exc:
         raise YAMLProblem(f"invalid YAML: {exc}") from None
-    except (ValueError, TypeError, OverflowError) as exc:  # a tag's constructor: !!int "x", ...
-        raise YAMLProblem(f"invalid YAML: {type(exc).__name__}: {exc}") from None
+
+
+class _MarkedConstructor:
+    """A constructor whose own errors (``!!int "x"``, ``!!timestamp 2001-13-01``, ``!!int ``:
+    ValueError, IndexError and the like) become YAML errors with the node's line and column."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # PyYAML's constructors trust their text: IndexError, ...
+            what = f"cannot read {show_value(node.value)} as {node.tag}: {exc}"
+            raise yaml.constructor.ConstructorError(None, None, what, node.start_mark) from None
 
 
 def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
