@@ -10,7 +10,11 @@ where, which key, what was expected, what was given::
 
     etc/gearmgr.yaml:12: functions.reverse.max_memory: expected a size like "256MiB", got "lots"
     etc/gearmgr.yaml:3: unknown key "max_job" (did you mean "max_jobs"?)
-    etc/gearmgr.yaml:4:9: invalid YAML: mapping values are not allowed here
+    etc/gearmgr.yaml:4:9: invalid YAML: mapping values are not allowed in this context
+
+Loading is bounded (docs/configuration.md, "Limits"): the file's size here, the YAML's depth,
+values (aliases expanded), integers and characters in :mod:`gearmgr.yamlread`, and each value's
+range in its parser. :func:`load_config` also checks what the config names on this machine.
 """
 
 from __future__ import annotations
@@ -168,17 +172,17 @@ def _bool(value: object) -> bool:
     raise _expected("true or false", value)
 
 
-def _whole(value: object, maximum: int) -> int:
+def _whole(value: object, maximum: int, why: str = "") -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         if value > maximum:
-            raise _expected(f"at most {maximum}", value)
+            raise _expected(f"at most {maximum}{why}", value)
         return value
     raise _expected("a whole number >= 0", value)
 
 
 def _count(value: object) -> int:
     """A number of processes."""
-    return _whole(value, MAX_PROCESSES)
+    return _whole(value, MAX_PROCESSES, f" (gearmgr runs at most {MAX_PROCESSES} processes)")
 
 
 def _jobs(value: object) -> int:

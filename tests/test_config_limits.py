@@ -107,7 +107,11 @@ HOSTILE: list[tuple[str, str, str]] = [
     ("graceful_timeout", "graceful_timeout: 9999999999999999999\n", "graceful_timeout: expected"),
     ("spawn_delay", "spawn_delay: 1e999s\n", "spawn_delay: expected a duration"),
     ("huge size", "max_memory: 2000TiB\n", "max_memory: expected a size of at most 1024TiB"),
-    ("huge count", "count: 5000\n", "count: expected at most 1000, got 5000"),
+    (
+        "huge count",
+        "count: 5000\n",
+        "count: expected at most 1000 (gearmgr runs at most 1000 processes), got 5000",
+    ),
     (
         "huge dedicated_count",
         "functions:\n  reverse:\n    dedicated_count: 100000\n",
@@ -375,6 +379,27 @@ def test_a_reload_to_a_hostile_config_keeps_the_running_one_quickly(tmp_path: Pa
     with pytest.raises(ConfigError):
         load_config(path)
     assert time.monotonic() - started < 0.5
+
+
+# Each error shown in docs/configuration.md's "Limits" that needs no particular machine.
+DOC_LIMIT_ERRORS = [
+    alias_bomb(),
+    "count: 2\n\n\nfunctions:\n  reverse:\n    max_jobs: " + DIGITS + "\n",
+    'count: 1\nlog_file: "/var/log/gm\\0.log"\n',
+    "count: 1\n\ntimeout: 1000h\n",
+    "\n" * 4 + "control_socket: /srv/" + "gearmgr/" * 14 + "gm.sock\n",
+]
+
+
+def test_docs_limit_examples_are_real() -> None:
+    docs = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+    block = docs.read_text().split("## Limits", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    produced = []
+    for text in DOC_LIMIT_ERRORS:
+        with pytest.raises(ConfigError) as caught:
+            parse_config(text, "etc/gearmgr.yaml")
+        produced.append(str(caught.value))
+    assert block.splitlines()[: len(produced)] == produced
 
 
 # --- settings for functions that have no worker file ------------------------------------------
