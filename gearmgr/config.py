@@ -54,7 +54,7 @@ MAX_PROCESSES = 1000  # count, dedicated_count; the plan's own limit (gearmgr.pl
 MAX_JOBS = 1_000_000_000
 MAX_PATH_BYTES = 4095  # PATH_MAX (4096) less the NUL
 MAX_SOCKET_PATH_BYTES = 107  # sun_path (108 bytes on Linux) less the NUL
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # and lone surrogates
 
 
 @dataclass(frozen=True)
