@@ -36,7 +36,7 @@ def check(config: Config, out: TextIO) -> int:
         f"servers: {', '.join(config.servers)}" + (" (embedded)" if config.embedded_server else ""),
         file=out,
     )
-    for problem in found.problems:
+    for problem in (*found.problems, *config.unused_function_settings(found.files)):
         print(f"warning: {problem}", file=out)
     results = validate(found.files)
     broken = {n: e for n, e in results.items() if e}

@@ -10,7 +10,11 @@ where, which key, what was expected, what was given::
 
     etc/gearmgr.yaml:12: functions.reverse.max_memory: expected a size like "256MiB", got "lots"
     etc/gearmgr.yaml:3: unknown key "max_job" (did you mean "max_jobs"?)
-    etc/gearmgr.yaml:4:9: invalid YAML: mapping values are not allowed here
+    etc/gearmgr.yaml:4:9: invalid YAML: mapping values are not allowed in this context
+
+Loading is bounded (docs/configuration.md, "Limits"): the file's size here, the YAML's depth,
+values (aliases expanded), integers and characters in :mod:`gearmgr.yamlread`, and each value's
+range in its parser. :func:`load_config` also checks what the config names on this machine.
 """
 
 from __future__ import annotations
@@ -18,14 +22,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import difflib
+import grp
 import os
+import pwd
+import re
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from gearmgr.units import (
     format_address,
@@ -37,10 +42,19 @@ from gearmgr.units import (
     parse_size,
     show_value,
 )
+from gearmgr.yamlread import YAMLProblem, read_yaml
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 ENV_VAR = "GEARMGR_CONFIG"
 DEFAULT_FILE = "gearmgr.yaml"
+
+# Limits (docs/configuration.md, "Limits"). YAML's own (depth, values, integers) are in yamlread.
+MAX_FILE_SIZE = 1024 * 1024  # bytes; a config is a few KiB
+MAX_PROCESSES = 1000  # count, dedicated_count; the plan's own limit (gearmgr.plan) is the same
+MAX_JOBS = 1_000_000_000
+MAX_PATH_BYTES = 4095  # PATH_MAX (4096) less the NUL
+MAX_SOCKET_PATH_BYTES = 107  # sun_path (108 bytes on Linux) less the NUL
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")  # and lone surrogates
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,26 @@ class Config:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
+    def unused_function_settings(self, functions: Iterable[str]) -> list[str]:
+        """Warnings about ``functions.NAME`` entries for which no worker file runs, each naming
+        the key and the closest function that does: ``functions.r_typo: no worker file defines
+        this function (did you mean "reverse"?)``. ``functions`` are the names found in the
+        worker folders (after include and exclude); a name listed in ``exclude`` is not reported."""
+        found = sorted(functions)
+        warnings = []
+        for name in sorted(self.functions):
+            if name in found or name in self.exclude:
+                continue
+            if self.include and name not in self.include:
+                problem = "include leaves this function out, so these settings are not used"
+            else:
+                problem = "no worker file defines this function"
+            close = difflib.get_close_matches(name, found, n=1)
+            if close:
+                problem += f' (did you mean "{close[0]}"?)'
+            warnings.append(f"functions.{name}: {problem}")
+        return warnings
+
 
 class ConfigError(Exception):
     """A config file that cannot be used. ``str(error)`` is the one line to show the user.
@@ -121,7 +155,8 @@ class ConfigError(Exception):
             where += f":{self.line}"
             if self.column is not None:
                 where += f":{self.column}"
-        return ": ".join(part for part in (where, self.key, self.problem) if part)
+        text = ": ".join(part for part in (where, self.key, self.problem) if part)
+        return " ".join(text.splitlines())  # one line, whatever a library's message holds
 
 
 # --- value parsers: each takes what YAML gave and returns the value, or raises ValueError ---------
@@ -137,10 +172,21 @@ def _bool(value: object) -> bool:
     raise _expected("true or false", value)
 
 
-def _count(value: object) -> int:
+def _whole(value: object, maximum: int, why: str = "") -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if value > maximum:
+            raise _expected(f"at most {maximum}{why}", value)
         return value
     raise _expected("a whole number >= 0", value)
+
+
+def _count(value: object) -> int:
+    """A number of processes."""
+    return _whole(value, MAX_PROCESSES, f" (gearmgr runs at most {MAX_PROCESSES} processes)")
+
+
+def _jobs(value: object) -> int:
+    return _whole(value, MAX_JOBS)
 
 
 def _strings(value: object, what: str) -> tuple[str, ...]:
@@ -171,20 +217,30 @@ def _names(value: object) -> tuple[str, ...]:
 
 def _path(value: object) -> Path:
     if isinstance(value, str) and value.strip():
-        return Path(value.strip())
+        return Path(_path_text(value.strip()))
     raise _expected("a path", value)
+
+
+def _path_text(text: str) -> str:
+    """``text`` if the OS can take it as a path: no control characters, at most PATH_MAX."""
+    if _CONTROL.search(text):
+        raise _expected("a path without control characters", text)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_PATH_BYTES:
+        raise ValueError(f"expected a path of at most {MAX_PATH_BYTES} bytes, got {size} bytes")
+    return text
 
 
 def _paths(value: object) -> tuple[Path, ...]:
     """A list of folders; a single string is one folder (a comma is a valid path character)."""
     items = [value] if isinstance(value, str) else value
     if isinstance(items, list) and items and all(isinstance(i, str) and i.strip() for i in items):
-        return tuple(Path(item.strip()) for item in items)
+        return tuple(Path(_path_text(item.strip())) for item in items)
     raise _expected("a list of folders", value)
 
 
 def _text(value: object) -> str:
-    if isinstance(value, str) and value.strip():
+    if isinstance(value, str) and value.strip() and not _CONTROL.search(value):
         return value.strip()
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)  # a numeric uid or gid
@@ -272,14 +328,14 @@ KEYS: tuple[Key, ...] = (
         help="function names to keep (`[]` = all)"),
     Key("exclude", _names, (), type="list of names", gm_name="exclude",
         help="function names to drop"),
-    Key("count", _count, 0, type="int >= 0", gm_name="count",
+    Key("count", _count, 0, type="int 0..1000", gm_name="count",
         help="processes that register every function that is not `dedicated_only`"),
-    _function_key("dedicated_count", _count, 1, type="int >= 0", gm_name="dedicated_count",
+    _function_key("dedicated_count", _count, 1, type="int 0..1000", gm_name="dedicated_count",
         help="processes per function that register only that function"),
     _function_key("dedicated_only", _bool, False, type="bool", gm_name="dedicated_only",
         help="never registered by the `count` processes: the function runs on exactly"
         " `dedicated_count` processes, which must be at least 1"),
-    _function_key("max_jobs", _count, 0, type="int >= 0", gm_name="max_runs_per_worker",
+    _function_key("max_jobs", _jobs, 0, type="int >= 0", gm_name="max_runs_per_worker",
         help="recycle a process after it has done this many jobs (0 = never)"),
     _function_key("max_lifetime", parse_duration, 0.0, type="duration", unit="duration",
         gm_name="max_worker_lifetime",
@@ -324,48 +380,27 @@ FUNCTION_KEYS: tuple[str, ...] = tuple(key.name for key in KEYS if key.scope == 
 GLOBAL_KEYS: tuple[str, ...] = tuple(key.name for key in KEYS if key.scope == "global")
 
 
-# --- reading YAML with line numbers -------------------------------------------------------------
+# --- reading YAML ------------------------------------------------------------------------------
 
 KeyPath = tuple[str, ...]
 
 
 def _read_yaml(text: str, source: str) -> tuple[Any, dict[KeyPath, int]]:
-    """The document and the line of every mapping key, by key path; ConfigError on bad YAML."""
-    loader = yaml.SafeLoader(text)
+    """The document and the line of every mapping key, by key path; ConfigError on bad YAML
+    and on anything past the bounds of :mod:`gearmgr.yamlread` or :data:`MAX_FILE_SIZE`."""
+    if len(text) > MAX_FILE_SIZE:
+        raise _too_big(source, len(text.encode("utf-8", "replace")))
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return None, {}
-        lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
-        _record_lines(node, (), lines, source)
-        return loader.construct_document(node), lines
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        what = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise ConfigError(f"invalid YAML: {what}", file=source, line=line, column=column) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", file=source) from None
-    finally:
-        loader.dispose()
+        return read_yaml(text)
+    except YAMLProblem as exc:
+        raise ConfigError(
+            exc.problem, file=source, line=exc.line, column=exc.column, key=exc.key
+        ) from None
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], source: str) -> None:
-    """Walk mappings, noting each key's line; a key given twice is an error, not "last wins"."""
-    if not isinstance(node, yaml.MappingNode):
-        return
-    for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
-            continue
-        key_path = (*path, key_node.value)
-        line = key_node.start_mark.line + 1
-        if key_path in lines:
-            where = ".".join(key_path)
-            raise ConfigError(
-                f"{where} is given twice (first on line {lines[key_path]})", file=source, line=line
-            )
-        lines[key_path] = line
-        _record_lines(value_node, key_path, lines, source)
+def _too_big(source: str, size: int) -> ConfigError:
+    limit = format_size(MAX_FILE_SIZE)
+    return ConfigError(f"expected a config file of at most {limit}, got {size} bytes", file=source)
 
 
 # --- building a Config ---------------------------------------------------------------------------
@@ -504,7 +539,19 @@ def config_from_dict(
     settings = _global_settings(values, base)
     config = Config(path=config_path, defaults=defaults, functions=functions, **settings)
     _check_embedded(src, config)
+    _check_socket_path(src, config.control_socket)
     return config
+
+
+def _check_socket_path(src: _Source, path: Path) -> None:
+    """A unix socket's address holds at most 107 bytes of path (sun_path, on Linux)."""
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH_BYTES:
+        problem = (
+            f"expected a path of at most {MAX_SOCKET_PATH_BYTES} bytes (a unix socket's limit),"
+            f" got {size} bytes: {show_value(str(path))}"
+        )
+        raise src.error(("control_socket",), problem)
 
 
 def _global_settings(values: Mapping[str, Any], base: Path) -> dict[str, Any]:
@@ -517,21 +564,69 @@ def _global_settings(values: Mapping[str, Any], base: Path) -> dict[str, Any]:
 
 
 def parse_config(text: str, path: str | os.PathLike[str] | None = None) -> Config:
-    """A Config from YAML ``text``; ``path`` names the file for errors and relative paths."""
+    """A Config from YAML ``text``; ``path`` names the file for errors and relative paths.
+
+    Nothing on this machine is looked at: :func:`load_config` does that."""
+    return _parse(text, path)[0]
+
+
+def _parse(text: str, path: str | os.PathLike[str] | None) -> tuple[Config, _Source]:
     source = os.fspath(path) if path is not None else "<config>"
     data, lines = _read_yaml(text, source)
-    return config_from_dict(data, path, lines=lines)
+    return config_from_dict(data, path, lines=lines), _Source(source, lines)
 
 
-def load_config(path: str | os.PathLike[str]) -> Config:
-    """Read and validate the config file at ``path``; ConfigError if it cannot be used."""
+def load_config(path: str | os.PathLike[str], *, check_system: bool = True) -> Config:
+    """Read and validate the config file at ``path``; ConfigError if it cannot be used.
+
+    At most :data:`MAX_FILE_SIZE` bytes are read. With ``check_system``, what the config names
+    on this machine is checked too: the folders of ``log_file`` and ``pid_file`` exist, and so
+    do ``user`` and ``group``."""
+    source = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read(MAX_FILE_SIZE + 1)
+            if len(data) > MAX_FILE_SIZE:
+                raise _too_big(source, max(os.fstat(file.fileno()).st_size, len(data)))
     except OSError as exc:
-        raise ConfigError(f"cannot read the config: {exc.strerror}", file=os.fspath(path)) from None
+        raise ConfigError(f"cannot read the config: {exc.strerror}", file=source) from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ConfigError("cannot read the config: not UTF-8 text", file=os.fspath(path)) from None
-    return parse_config(text, path)
+        raise ConfigError("cannot read the config: not UTF-8 text", file=source) from None
+    config, src = _parse(text, path)
+    if check_system:
+        _check_folders(src, config)
+        _check_accounts(src, config)
+    return config
+
+
+def _check_folders(src: _Source, config: Config) -> None:
+    """The files gearmgr creates must go into folders that exist."""
+    for name in ("pid_file", "log_file"):
+        value = getattr(config, name)
+        if value is None or value == "syslog":
+            continue
+        folder = Path(value).parent
+        if not folder.is_dir():
+            problem = (
+                f"expected a file in an existing folder, got {show_value(str(value))}"
+                f" (no folder {folder})"
+            )
+            raise src.error((name,), problem)
+
+
+def _check_accounts(src: _Source, config: Config) -> None:
+    """``user`` and ``group`` exist here (looked up by name, as ``gearmgr run`` does)."""
+    for name, lookup in (("user", pwd.getpwnam), ("group", grp.getgrnam)):
+        value = getattr(config, name)
+        if value is None:
+            continue
+        try:
+            lookup(value)
+        except KeyError:
+            problem = f"expected an existing {name}, got {show_value(value)}"
+            raise src.error((name,), problem) from None
 
 
 def find_config_path(explicit: str | None, environ: Mapping[str, str] = os.environ) -> Path:

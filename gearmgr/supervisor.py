@@ -236,6 +236,8 @@ class Supervisor:
             self.catalog.scan(self.config, in_child=self._in_validation_child)
         except OSError as exc:
             raise FatalError(f"worker_dirs: cannot read {exc.filename}: {exc.strerror}") from exc
+        for line in self.config.unused_function_settings(self.catalog.files):
+            log.warning("%s", line)
         plan = make_plan(self.config, self.catalog.files)
         try:
             self._check_capacity(plan)

@@ -21,6 +21,11 @@ import re
 from decimal import Decimal
 
 DEFAULT_PORT = 4730  # Gearman's
+# The longest duration: 24 days. A poll()/epoll wait takes a C int of milliseconds (at most
+# 2**31 - 1, 24.8 days), and a longer sleep or lock timeout overflows too in some places.
+MAX_DURATION = 24 * 86400.0
+MAX_DURATION_TEXT = "576h (24 days)"
+MAX_SIZE = 1024**5  # 1024TiB: far above any memory size, far below a C int64
 DURATION_HINT = 'a duration like "30s" or "250ms"'
 SIZE_HINT = 'a size like "256MiB"'
 
@@ -36,6 +41,8 @@ _SIZE_UNITS: dict[str, int] = {
 }
 _SIZE_NAMES: dict[str, str] = {"b": "B", "kib": "KiB", "mib": "MiB", "gib": "GiB", "tib": "TiB"}
 _SHOW_MAX = 60  # characters of a value quoted back in an error message
+# What JSON leaves as is but a terminal should not get: DEL, C1 controls, lone surrogates.
+_UNPRINTABLE = re.compile("[\x7f-\x9f\ud800-\udfff]")
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _NUMBER_UNIT = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*")
 # "1h30m", "1m30s", "250ms": one or more NUMBER UNIT parts, largest first by convention.
@@ -51,10 +58,16 @@ def show_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)
+    if isinstance(value, int) and value.bit_length() > 200:  # str() refuses over 4300 digits
+        return f"an integer of {int(value.bit_length() * math.log10(2)) + 1} digits"
     try:
         text = json.dumps(value, ensure_ascii=False, default=repr)
-    except (TypeError, ValueError):  # a mapping with keys JSON cannot have, say
-        text = repr(value)
+    except (TypeError, ValueError, RecursionError):  # keys JSON cannot have, a huge int inside
+        try:
+            text = repr(value)
+        except (ValueError, RecursionError):
+            text = f"a {type(value).__name__}"
+    text = _UNPRINTABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
     return text if len(text) <= _SHOW_MAX else text[: _SHOW_MAX - 3] + "..."
 
 
@@ -75,19 +88,33 @@ def parse_duration(value: object) -> float:
     """A duration in seconds from a number of seconds or a string such as ``"250ms"``, ``"5m"``.
 
     A string may join parts (``"1h30m"``, ``"1m30s"``); a bare number in a string (``"30"``) is
-    seconds. Negative, infinite and NaN values are refused.
+    seconds. Negative, infinite and NaN values are refused, and so is anything longer than
+    :data:`MAX_DURATION`.
     """
+    seconds = math.nan
     if _is_number(value):
-        seconds = float(value)  # type: ignore[arg-type]
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
+        seconds = _float(value)
     elif isinstance(value, str):
         parts = _split(value)
         if parts is not None and parts[1] in ("", *_DURATION_UNITS):
-            return _seconds(*parts)
-        if _DURATION.fullmatch(value):
-            return sum(_seconds(n, u.lower()) for n, u in _DURATION_PART.findall(value))
+            seconds = _seconds(*parts)
+        elif _DURATION.fullmatch(value):
+            seconds = sum(_seconds(n, u.lower()) for n, u in _DURATION_PART.findall(value))
+    if seconds > MAX_DURATION:
+        raise ValueError(
+            f"expected a duration of at most {MAX_DURATION_TEXT}, got {show_value(value)}"
+        )
+    if seconds >= 0:  # False for NaN
+        return seconds
     raise ValueError(f"expected {DURATION_HINT}, got {show_value(value)}")
+
+
+def _float(value: object) -> float:
+    """An int or float as a float; an int too big for one is infinity (a float would raise)."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except OverflowError:
+        return math.inf
 
 
 def _seconds(number: str, unit: str) -> float:
@@ -101,19 +128,26 @@ def parse_size(value: object) -> int:
     """A size in bytes from a whole number of bytes or a string such as ``"256MiB"``.
 
     Units are binary and case-insensitive (``B``, ``KiB``, ``MiB``, ``GiB``, ``TiB``); a fraction
-    (``"1.5GiB"``) is rounded to whole bytes.
+    (``"1.5GiB"``) is rounded to whole bytes. At most :data:`MAX_SIZE`.
     """
+    size = math.nan
     if _is_number(value):
-        number = float(value)  # type: ignore[arg-type]
-        if math.isfinite(number) and number >= 0 and number == int(number):
-            return int(number)
+        number = _float(value)
+        if not math.isfinite(number) or number == int(number):
+            size = number
     elif isinstance(value, str):
         parts = _split(value)
         if parts is not None:
             number_text, unit = parts
             unit = unit or "b"
             if unit in _SIZE_UNITS:
-                return round(float(number_text) * _SIZE_UNITS[unit])
+                size = float(number_text) * _SIZE_UNITS[unit]
+    if size > MAX_SIZE:
+        raise ValueError(
+            f"expected a size of at most {format_size(MAX_SIZE)}, got {show_value(value)}"
+        )
+    if size >= 0:  # False for NaN
+        return int(value) if _is_number(value) else round(size)  # type: ignore[call-overload]
     raise ValueError(f"expected {SIZE_HINT}, got {show_value(value)}")
 
 
@@ -166,9 +200,14 @@ def parse_address(text: str, default_port: int | None = DEFAULT_PORT) -> tuple[s
         has_port, valid = bool(colon), True
     if valid and host and not has_port and default_port is not None:
         return host, default_port
-    if valid and host and port_text.isdigit() and 0 < int(port_text) < 65536:
+    if valid and host and _is_port(port_text):
         return host, int(port_text)
     raise ValueError(f'expected "HOST:PORT", got {show_value(text)}')
+
+
+def _is_port(text: str) -> bool:
+    """1 to 65535 in ASCII digits (``int()`` would also take "٤٧٣٠" and 5000 zeros)."""
+    return text.isascii() and text.isdigit() and len(text) <= 5 and 0 < int(text) < 65536
 
 
 def format_address(host: str, port: int) -> str:

@@ -261,7 +261,11 @@ def test_global_only_key_under_a_function_is_an_error() -> None:
             "functions:\n  reverse: 5\n",
             ":2: functions.reverse: expected a mapping of settings (or null), got 5",
         ),
-        ("functions:\n  5: {}\n", ":2: functions.5: expected a function name, got 5"),
+        (
+            "functions:\n  5: {}\n",
+            ":2: functions: expected a key name (text), got 5, which YAML reads as a number"
+            " (quote it)",
+        ),
     ],
 )
 def test_malformed_functions(text: str, message: str) -> None:
@@ -297,8 +301,8 @@ def test_key_given_twice() -> None:
     ("text", "where", "problem"),
     [
         ("count: 2\nservers: [gm1\nmax_jobs: 3\n", "3:9", "expected ',' or ']'"),
-        ("count: 2\n  max_jobs: 3\n", "2:11", "mapping values are not allowed here"),
-        ("count: 2\n\tmax_jobs: 3\n", "2:1", "found character '\\t'"),
+        ("count: 2\n  max_jobs: 3\n", "2:11", "mapping values are not allowed in this context"),
+        ("count: 2\n\tmax_jobs: 3\n", "2:1", "found a tab character"),
         ("a: 1\n---\nb: 2\n", "2:1", "expected a single document"),
     ],
 )
@@ -362,7 +366,7 @@ def test_text_without_a_path_is_named_config() -> None:
 
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     etc = tmp_path / "etc"
-    etc.mkdir()
+    (etc / "log").mkdir(parents=True)
     path = write(
         etc,
         "worker_dirs: [../workers, more, /abs/workers]\ncontrol_socket: run/g.sock\n"

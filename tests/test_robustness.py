@@ -73,7 +73,8 @@ def test_reload_that_cannot_be_applied_keeps_the_running_config(
     config["log_file"] = "/nonexistent/dir/gearmgr.log"
     sup.config_path.write_text(yaml.safe_dump(config))
     sup.signal(signal.SIGHUP)
-    wait_for(lambda: "reload failed, keeping what runs" in sup.log(), what="the error")
+    wait_for(lambda: "keeping the running one" in sup.log(), what="the error")
+    assert "log_file: expected a file in an existing folder" in sup.log()
     config["log_file"] = None
     config["count"] = 1100
     sup.config_path.write_text(yaml.safe_dump(config))

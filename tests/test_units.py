@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gearmgr.units import (
+    MAX_DURATION,
+    MAX_SIZE,
     format_address,
     format_duration,
     format_size,
@@ -60,8 +62,8 @@ def test_parse_duration(text: object, seconds: float) -> None:
         (True, "true"),
         (None, "null"),
         ([1], "[1]"),
-        (math.inf, "inf"),
         (math.nan, "nan"),
+        (-math.inf, "-inf"),
     ],
 )
 def test_parse_duration_rejects(value: object, shown: str) -> None:
@@ -89,6 +91,42 @@ def test_parse_duration_rejects(value: object, shown: str) -> None:
 )
 def test_parse_size(text: object, size: int) -> None:
     assert parse_size(text) == size
+
+
+def short_id(value: object) -> str:
+    """A test id pytest can print (``str()`` refuses integers of over 4300 digits)."""
+    return show_value(value)[:20]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [MAX_DURATION + 0.001, "577h", "24000000", math.inf, 10**30, 10**5000, "9" * 400],
+    ids=short_id,
+)
+def test_parse_duration_refuses_what_a_timer_cannot_wait(value: object) -> None:
+    # A poll()/epoll wait takes a C int of milliseconds: 2**31 ms is 24.8 days, and a longer
+    # timeout raised OverflowError in the worker's watchdog on its first job.
+    with pytest.raises(ValueError) as caught:
+        parse_duration(value)
+    assert str(caught.value).startswith("expected a duration of at most 576h (24 days), got ")
+
+
+def test_the_longest_duration_is_accepted() -> None:
+    assert parse_duration("576h") == MAX_DURATION
+    assert MAX_DURATION * 1000 < 2**31
+
+
+@pytest.mark.parametrize(
+    "value", ["1025TiB", MAX_SIZE + 1, 10**30, 10**5000, "9" * 400, math.inf], ids=short_id
+)
+def test_parse_size_has_a_ceiling(value: object) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_size(value)
+    assert str(caught.value).startswith("expected a size of at most 1024TiB, got ")
+
+
+def test_parse_size_up_to_the_ceiling() -> None:
+    assert parse_size("1024TiB") == MAX_SIZE
 
 
 @pytest.mark.parametrize("value", ["lots", "256MB", "1GB", "1K", "", "-1MiB", -1, 1.5, True, None])
@@ -124,7 +162,7 @@ def test_format_size(size: int, text: str) -> None:
     assert format_size(size) == text
 
 
-@given(st.floats(min_value=0, max_value=1e9, allow_nan=False, allow_infinity=False))
+@given(st.floats(min_value=0, max_value=MAX_DURATION, allow_nan=False, allow_infinity=False))
 def test_format_duration_reads_back_exactly(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == seconds
 
@@ -134,7 +172,7 @@ def test_format_size_reads_back_exactly(size: int) -> None:
     assert parse_size(format_size(size)) == size
 
 
-@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["ms", "s", "m", "h"]))
+@given(st.integers(min_value=0, max_value=576), st.sampled_from(["ms", "s", "m", "h"]))
 def test_whole_numbers_with_a_unit_read_back(number: int, unit: str) -> None:
     seconds = parse_duration(f"{number}{unit}")
     assert parse_duration(format_duration(seconds)) == seconds
@@ -157,7 +195,21 @@ def test_parse_address(text: str, address: tuple[str, int]) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", ":4730", "gm1:", "gm1:http", "gm1:0", "gm1:65536", "[::1", "[::1]x"]
+    "text",
+    [
+        "",
+        ":4730",
+        "gm1:",
+        "gm1:http",
+        "gm1:0",
+        "gm1:65536",
+        "[::1",
+        "[::1]x",
+        "gm1:\u0664\u0667\u0663\u0660",  # Arabic-Indic digits: int() reads them, sockets don't
+        "gm1:\u00b2",  # isdigit() but int() raises
+        "gm1:" + "0" * 5000 + "1",  # int() refuses more than 4300 digits
+    ],
+    ids=short_id,
 )
 def test_parse_address_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=r'^expected "HOST:PORT", got '):
@@ -190,3 +242,14 @@ def test_show_value_quotes_like_yaml_and_stays_short() -> None:
     assert show_value(False) == "false"
     assert show_value({"a": 1}) == '{"a": 1}'
     assert len(show_value("x" * 500)) == 60
+
+
+def test_show_value_never_raises_and_stays_one_printable_line() -> None:
+    assert show_value(10**5000) == "an integer of 5001 digits"
+    nested: list[object] = []
+    for _ in range(5000):
+        nested = [nested]
+    assert show_value(nested).startswith("a list") or show_value(nested).startswith("[[[")
+    shown = show_value("a\x00b\nc\x85d\ud800")
+    assert shown == '"a\\u0000b\\nc\\u0085d\\ud800"'
+    shown.encode("utf-8")  # no lone surrogate left to break a terminal or a log file
