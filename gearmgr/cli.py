@@ -40,14 +40,14 @@ def version() -> str:
     return __version__
 
 
-def load(args: argparse.Namespace) -> Config:
+def load(args: argparse.Namespace, check_system: bool = True) -> Config:
     path = find_config_path(args.config)
     if not args.config and not os.environ.get("GEARMGR_CONFIG") and not path.exists():
         raise ConfigError(
             "does not exist, and no config was given: pass -c FILE (or set GEARMGR_CONFIG)",
             file=str(path),
         )
-    return load_config(path)
+    return load_config(path, check_system=check_system)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -66,7 +66,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_control(args: argparse.Namespace) -> int:
     from gearmgr.control import run_command
 
-    return run_command(load(args), args.command, args)
+    # status, stop and restart only need the control socket's path: a log folder or a user
+    # that went away while the supervisor runs must not keep an operator from stopping it
+    return run_command(load(args, check_system=args.command == "reload"), args.command, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
