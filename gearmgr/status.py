@@ -29,26 +29,30 @@ def function_stats(sup: Supervisor) -> dict[str, FunctionStats]:
 
 
 #: Longest time one ``status`` request spends reading worker processes' USS (psutil reads
-#: /proc/PID/smaps_rollup, well under a millisecond for a worker): past it, ``uss`` is None.
-USS_BUDGET = 0.25
+#: /proc/PID/smaps_rollup, a fraction of a millisecond for a worker), so that the loop it runs
+#: in is never held up: the stalest figures are read first, the others shown from the last read.
+USS_BUDGET = 0.01
+_uss_cache: dict[int, tuple[float, int | None]] = {}  # pid -> (when read, USS)
 
 
 def unique_memory(pids: list[int], budget: float = USS_BUDGET) -> dict[int, int | None]:
     """USS of each process (bytes of memory only it holds: what stopping it would free), read
-    with psutil within ``budget`` seconds; None where it could not be read in time or at all."""
+    with psutil within ``budget`` seconds, stalest first; a figure not read this time is the
+    last one read (None if never)."""
     import psutil
 
+    for gone in set(_uss_cache) - set(pids):
+        del _uss_cache[gone]
     deadline = time.monotonic() + budget
-    out: dict[int, int | None] = {}
-    for pid in pids:
-        out[pid] = None
-        if time.monotonic() > deadline:
-            continue
+    for pid in sorted(pids, key=lambda p: _uss_cache.get(p, (0.0, None))[0]):
+        now = time.monotonic()
+        if now > deadline:
+            break
         try:
-            out[pid] = int(psutil.Process(pid).memory_full_info().uss)
+            _uss_cache[pid] = (now, int(psutil.Process(pid).memory_full_info().uss))
         except (psutil.Error, OSError, AttributeError):
-            pass
-    return out
+            _uss_cache[pid] = (now, None)
+    return {pid: _uss_cache.get(pid, (0.0, None))[1] for pid in pids}
 
 
 def processes(sup: Supervisor, memory: bool = False) -> list[dict[str, Any]]:
