@@ -10,7 +10,7 @@ The public API:
 
 Exceptions::
 
-    Exception
+    GearmgrError               the base of everything gearmgr raises (gearmgr/errors.py)
     ├── GearmanError           a job server said no, or a connection broke mid-call
     │   ├── ServerUnavailable  no server could be reached (names each one tried)
     │   ├── JobFailed          the worker failed the job (WORK_FAIL / WORK_EXCEPTION)
@@ -24,6 +24,7 @@ from importlib import metadata as _metadata
 from gearmgr.admin import Admin
 from gearmgr.client import Client, GearmanError, JobFailed, JobStatus, JobTimeout, ServerUnavailable
 from gearmgr.config import Config, ConfigError, FunctionSettings, load_config
+from gearmgr.errors import GearmgrError
 from gearmgr.job import Job
 from gearmgr.protocol import ProtocolError
 
@@ -54,6 +55,7 @@ __all__ = [
     "ConfigError",
     "FunctionSettings",
     "GearmanError",
+    "GearmgrError",
     "Job",
     "JobFailed",
     "JobStatus",

@@ -7,10 +7,9 @@ from typing import TextIO
 
 from gearmgr.config import Config
 from gearmgr.discovery import discover, validate
+from gearmgr.errors import ExitCode
 from gearmgr.plan import MAX_PROCESSES, make_plan
 from gearmgr.units import format_duration, format_size
-
-EXIT_OK, EXIT_BROKEN, EXIT_CONFIG = 0, 1, 2
 
 
 def _limits(spec_limits: object) -> str:
@@ -48,10 +47,10 @@ def check(config: Config, out: TextIO) -> int:
     print(f"processes: {len(plan)}", file=out)
     if len(plan) > MAX_PROCESSES:
         print(f"ERROR the plan has more than {MAX_PROCESSES} processes", file=out)
-        return EXIT_CONFIG
+        return ExitCode.USAGE
     for spec in plan:
         timeouts = ", ".join(f"{n}={format_duration(t)}" for n, t in spec.timeouts if t)
         line = f"  {spec.key:<20} {','.join(spec.functions)}  [{_limits(spec.limits)}"
         line += f" timeout: {timeouts}]" if timeouts else "]"
         print(line, file=out)
-    return EXIT_BROKEN if broken else EXIT_OK
+    return ExitCode.FATAL if broken else ExitCode.OK

@@ -8,8 +8,7 @@ import os
 import sys
 
 from gearmgr.config import Config, ConfigError, find_config_path, load_config
-
-EXIT_OK, EXIT_FATAL, EXIT_USAGE = 0, 1, 2
+from gearmgr.errors import ExitCode
 
 
 class _NoConfig(argparse.Action):
@@ -146,12 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"gearmgr: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except KeyboardInterrupt:
-        return EXIT_FATAL
+        return ExitCode.FATAL
     except BrokenPipeError:  # `gearmgr check | head`: the reader left; say nothing more
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FATAL
+        return ExitCode.FATAL
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from gearmgr.errors import GearmgrError
 from gearmgr.protocol import Decoder, Packet, ProtocolError, encode
 from gearmgr.protocol import PacketType as T
 from gearmgr.units import DEFAULT_PORT, parse_address
@@ -57,7 +58,7 @@ _SUBMIT = {
 }
 
 
-class GearmanError(Exception):
+class GearmanError(GearmgrError):
     """Base class of the client's errors. ``code`` is set for a server's ERROR packet."""
 
     def __init__(self, message: str, code: str | None = None) -> None:

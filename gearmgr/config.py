@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from gearmgr.errors import GearmgrError
 from gearmgr.units import (
     format_address,
     format_duration,
@@ -126,7 +127,7 @@ class Config:
         return warnings
 
 
-class ConfigError(Exception):
+class ConfigError(GearmgrError):
     """A config file that cannot be used. ``str(error)`` is the one line to show the user.
 
     The parts are kept as attributes too: ``file``, ``line`` and ``column`` (1-based, None when

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from gearmgr.config import Config
+from gearmgr.errors import ExitCode, GearmgrError
 from gearmgr.listener import LATER, LATER_TIMEOUT, MAX_REQUEST, Deferred, Listener, Reply
 from gearmgr.words import plural
 
-EXIT_OK, EXIT_FATAL, EXIT_CONFIG = 0, 1, 2
 
-
-class ControlError(Exception):
+class ControlError(GearmgrError):
     """The supervisor cannot be reached or refused the request."""
 
 
@@ -40,7 +39,7 @@ COMMANDS: dict[str, dict[str, int]] = {
 MAX_NESTING = 8  # brackets in one request: a request is a flat object
 
 
-class BadRequest(ValueError):
+class BadRequest(ControlError, ValueError):
     """A control request that is not one of :data:`COMMANDS` with its arguments."""
 
 
@@ -214,8 +213,8 @@ def run_command(config: Config, command: str, args: argparse.Namespace) -> int:
             print(f"gearmgr: replacing {count} of {args.function}")
     except ControlError as exc:
         print(f"gearmgr: {exc}", file=sys.stderr)
-        return EXIT_FATAL
-    return EXIT_OK
+        return ExitCode.FATAL
+    return ExitCode.OK
 
 
 def _report_reload(answer: dict[str, Any]) -> int:
@@ -225,16 +224,16 @@ def _report_reload(answer: dict[str, Any]) -> int:
     if not answer.get("applied"):
         print(f"gearmgr: reload not applied: {answer.get('error', 'refused')}", file=sys.stderr)
         print("gearmgr: the supervisor keeps running what it ran", file=sys.stderr)
-        return EXIT_CONFIG if answer.get("config_error") else EXIT_FATAL
+        return ExitCode.USAGE if answer.get("config_error") else ExitCode.FATAL
     broken = answer.get("broken") or {}
     if not broken:
         print("gearmgr: reload applied")
-        return EXIT_OK
+        return ExitCode.OK
     print(f"gearmgr: reload applied, but {len(broken)} worker file(s) fail to load:")
     for name, error in sorted(broken.items()):
         print(f"  {name}: {error}")
     print("gearmgr: processes already running them keep their old code; fix and reload again")
-    return EXIT_FATAL
+    return ExitCode.FATAL
 
 
 def _running(pid: int) -> bool:

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gearmgr.errors import GearmgrError
+
 Handler = Callable[[Any], Any]
 
 
-class WorkerLoadError(Exception):
+class WorkerLoadError(GearmgrError):
     """A worker file could not be imported or does not define its function."""
 
 

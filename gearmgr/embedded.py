@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 
 from gearmgr.child import set_parent_death_signal
+from gearmgr.errors import FatalError
 from gearmgr.worker import split_address
 
 log = logging.getLogger("gearmgr.embedded")
 SEARCH_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/local/sbin"
 
 
-class EmbeddedServerError(Exception):
+class EmbeddedServerError(FatalError):
     """gearmand is missing or does not come up."""
 
 

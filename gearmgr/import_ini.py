@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 
 from gearmgr.config import FUNCTION_KEYS, KEY, KEYS
+from gearmgr.errors import GearmgrError
 from gearmgr.units import format_duration
 from gearmgr.words import plural
 
@@ -47,7 +48,7 @@ _GM_NAMES = {key.gm_name: key.name for key in KEYS if key.gm_name}
 _GM_FUNCTION_KEYS = {"count", "dedicated_count", "dedicated_only", "timeout", "priority"}
 
 
-class IniError(ValueError):
+class IniError(GearmgrError, ValueError):
     """An ini file that cannot be parsed; the message is one line naming the file."""
 
 

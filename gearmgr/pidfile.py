@@ -11,8 +11,10 @@ import fcntl
 import os
 from pathlib import Path
 
+from gearmgr.errors import FatalError
 
-class PidFileError(Exception):
+
+class PidFileError(FatalError):
     """The pid file cannot be written, or another instance holds it."""
 
 

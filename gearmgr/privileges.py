@@ -13,9 +13,10 @@ import pwd
 from pathlib import Path
 
 from gearmgr.config import Config
+from gearmgr.errors import FatalError
 
 
-class PrivilegeError(Exception):
+class PrivilegeError(FatalError):
     """The user or group does not exist, or the switch failed."""
 
 

@@ -20,6 +20,8 @@ import struct
 from dataclasses import dataclass
 from enum import IntEnum
 
+from gearmgr.errors import GearmgrError
+
 __all__ = [
     "MAX_PACKET_SIZE",
     "REQ",
@@ -43,7 +45,7 @@ HEADER_SIZE = HEADER.size
 MAX_PACKET_SIZE = 1 << 30
 
 
-class ProtocolError(Exception):
+class ProtocolError(GearmgrError):
     """The peer sent bytes that are not a valid Gearman packet: close the connection."""
 
 

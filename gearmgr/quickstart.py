@@ -27,9 +27,8 @@ import yaml
 from gearmgr import cli
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.embedded import answers
+from gearmgr.errors import ExitCode
 from gearmgr.units import parse_address
-
-EXIT_REFUSED, EXIT_USAGE = 1, 2
 
 
 def derived_path(config: Path) -> Path:
@@ -53,13 +52,13 @@ def prepare(path: Path, port: int | None, external: bool, out: list[str]) -> tup
             f"make run PORT={server_port + 1}; or stop the service first: "
             "sudo systemctl disable --now gearman-job-server"
         )
-        return EXIT_REFUSED
+        return ExitCode.FATAL
     if external and not taken:
         out.append(
             f"gearmgr: EXTERNAL=1, but no gearmand answers on {servers[0]}: start it, "
             "or leave out EXTERNAL to let gearmgr embed its own"
         )
-        return EXIT_REFUSED
+        return ExitCode.FATAL
     if external and embedded:
         out.append(f"gearmgr: using the gearmand that answers on {servers[0]} (EXTERNAL=1)")
         embedded = False
@@ -107,10 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         decided = prepare(path, args.port, args.external, out)
     except ConfigError as exc:
         print(f"gearmgr: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except OSError as exc:
         print(f"gearmgr: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return EXIT_REFUSED
+        return ExitCode.FATAL
     for line in out:
         print(line, file=sys.stderr if isinstance(decided, int) else sys.stdout)
     if isinstance(decided, int):

@@ -25,6 +25,7 @@ from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.control import AnswerLater, ControlError, ControlServer
 from gearmgr.discovery import discover
 from gearmgr.embedded import EmbeddedServer, EmbeddedServerError
+from gearmgr.errors import ExitCode, FatalError
 from gearmgr.listener import Listener
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
 from gearmgr.metrics import MetricsServer, SupervisorCollector
@@ -47,9 +48,6 @@ from gearmgr.words import plural
 
 log = logging.getLogger("gearmgr.supervisor")
 
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_USAGE = 2
 
 HANDLED_SIGNALS = (
     signal.SIGTERM,
@@ -65,14 +63,6 @@ REPLACE_WAIT = 10.0  # longest wait for a replacement to register before drainin
 TICK = 1.0
 STATUS_INTERVAL = 5.0  # seconds between systemd STATUS= updates
 SERVER_CHECK = 5.0  # seconds between checks of the job servers
-
-
-class FatalError(Exception):
-    """An error that stops the supervisor: exit code 1, or 2 for a configuration problem."""
-
-    def __init__(self, message: str, code: int = EXIT_FATAL) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def preload() -> None:
@@ -178,7 +168,7 @@ class Supervisor:
             setup_logging(self.config.log_level, self.config.log_file)
         except OSError as exc:  # nothing started yet: one line and out
             print(f"gearmgr: log_file {self.config.log_file}: {exc.strerror}", file=sys.stderr)
-            return EXIT_FATAL
+            return ExitCode.FATAL
         try:
             self._start()
             self._loop()
@@ -186,10 +176,10 @@ class Supervisor:
             return self._die(str(exc), exc.code)
         except Exception as exc:  # a bug: still one clear line, and no orphans left behind
             log.exception("internal error")
-            return self._die(f"internal error: {type(exc).__name__}: {exc}", EXIT_FATAL)
+            return self._die(f"internal error: {type(exc).__name__}: {exc}", ExitCode.FATAL)
         self._final_cleanup()
         log.info("stopped")
-        return EXIT_OK
+        return ExitCode.OK
 
     def _with_overrides(self, config: Config) -> Config:
         return config.replace(log_level=self._log_level) if self._log_level else config
@@ -242,7 +232,7 @@ class Supervisor:
         try:
             self._check_capacity(plan)
         except FatalError as exc:
-            raise FatalError(str(exc), EXIT_USAGE) from exc
+            raise FatalError(str(exc), ExitCode.USAGE) from exc
         if not plan:
             log.warning("no worker functions to run: check worker_dirs, include and exclude")
         self.slots = [Slot(spec, self._take_index()) for spec in plan]
@@ -1035,7 +1025,7 @@ class Supervisor:
                     raise FatalError(
                         "refusing to run workers as root: set user (and group) in the config, "
                         "or pass --allow-root (or GEARMGR_ALLOW_ROOT=1) if you mean it",
-                        EXIT_USAGE,
+                        ExitCode.USAGE,
                     )
                 return
             uid, gid, name = target
