@@ -110,9 +110,15 @@ class BoundedFormatter(logging.Formatter):
 
     def formatException(self, ei: Any) -> str:
         text = super().formatException(ei)
+        if len(text) <= MAX_MESSAGE:
+            return text
+        text = "\n".join(
+            line if len(line) <= MAX_MESSAGE else f"{line[:MAX_MESSAGE]}... ({len(line)} chars)"
+            for line in text.split("\n")
+        )
         if len(text) <= MAX_TRACEBACK:
             return text
-        head, tail = MAX_TRACEBACK // 2, MAX_TRACEBACK // 4
+        head, tail = MAX_TRACEBACK // 2, MAX_TRACEBACK // 2
         cut = len(text) - head - tail
         return f"{text[:head]}\n... ({cut} chars of traceback cut) ...\n{text[-tail:]}"
 
