@@ -495,7 +495,8 @@ class Worker:
         for the next one. A job without a handle cannot be answered: the connection is dropped
         and reopened."""
         if not handle_b:
-            self._lost(conn, time.monotonic(), f"it assigned a job without a handle ({why})")
+            what = f"a job of function {clip(function_b)} without a handle"
+            self._lost(conn, time.monotonic(), f"it assigned {what}{why and f' ({why})'}")
             return
         job = f"job {clip(handle_b, 80)} of function {clip(function_b)}"
         self._complain(conn, f"assigned {job}: {why}; failed it")
@@ -541,7 +542,7 @@ class Worker:
                 self._reject(conn, handle_b, function_b, "its handle is not UTF-8")
                 return
             if not handle_b:
-                self._reject(conn, handle_b, function_b, "its handle is empty")
+                self._reject(conn, handle_b, function_b, "")
                 return
         if not self._busy:
             self._busy = True
