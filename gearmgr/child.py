@@ -15,9 +15,10 @@ import socket
 from pathlib import Path
 
 from gearmgr.discovery import WorkerLoadError, load_handler
+from gearmgr.errors import ExitCode
 from gearmgr.logs import redirect_stdio, set_label
 from gearmgr.scoreboard import EXIT_REASON, REASON_NO_FUNCTIONS, Scoreboard
-from gearmgr.worker import EXIT_NO_FUNCTIONS, Worker
+from gearmgr.worker import Worker
 
 log = logging.getLogger("gearmgr.worker")
 PR_SET_PDEATHSIG = 1
@@ -85,7 +86,7 @@ def run_child(
     signal.alarm(0)
     if not handlers:
         scoreboard.words[scoreboard.base(slot) + EXIT_REASON] = REASON_NO_FUNCTIONS
-        return EXIT_NO_FUNCTIONS
+        return ExitCode.NO_FUNCTIONS
     worker = Worker(
         servers,
         handlers,

@@ -7,7 +7,9 @@ length) followed by NUL-separated arguments, the last of which runs to the end o
 may itself contain NULs.
 
 Malformed input (bad magic, unknown packet type, a length over the limit, too few arguments)
-raises :class:`ProtocolError`; callers close and reopen the connection on it.
+raises :class:`ProtocolError`; callers close and reopen the connection on it. A decoder can
+instead be told to discard packets of some types that are over the limit (the worker does so
+for job assignments, to fail such a job rather than drop the connection and get it again).
 
 The text admin protocol (``status``, ``workers``, ``version``) shares the port: requests are
 lines, answers are lines ending with a line holding a single ``.`` (for list commands) or a
@@ -41,8 +43,10 @@ RES = b"\0RES"
 HEADER = struct.Struct(">4sII")
 HEADER_SIZE = HEADER.size
 #: Largest body accepted from a peer. gearmand itself has no hard limit; 1 GiB guards against
-#: garbage that happens to start with a valid magic.
+#: garbage that happens to start with a valid magic. The worker uses a lower limit of its own.
 MAX_PACKET_SIZE = 1 << 30
+#: How much of the body of a discarded (oversized) packet is kept: its first arguments.
+DISCARD_HEAD = 4096
 
 
 class ProtocolError(GearmgrError):
@@ -143,17 +147,24 @@ ARG_COUNT: dict[int, int] = {
 
 @dataclass(frozen=True, slots=True)
 class Packet:
-    """One decoded packet: its type, its arguments and whether it was a request or a response."""
+    """One decoded packet: its type, its arguments and whether it was a request or a response.
+
+    ``oversize`` is set (to the body's length) on a packet that was over the decoder's limit and
+    discarded: ``args`` then holds only the leading arguments found in its first
+    :data:`DISCARD_HEAD` bytes, never the last one (see :class:`Decoder`'s ``discard``)."""
 
     type: int
     args: tuple[bytes, ...] = ()
     magic: bytes = RES
+    oversize: int = 0
 
     def __repr__(self) -> str:
         try:
             name = PacketType(self.type).name
         except ValueError:
             name = str(self.type)
+        if self.oversize:
+            return f"Packet({name}, {self.args!r}, oversize={self.oversize})"
         return f"Packet({name}, {self.args!r})"
 
 
@@ -178,11 +189,30 @@ class Decoder:
     :meth:`feed`; the stream is out of sync, so close the connection. The same object then
     decodes a new stream as if it were new. A body sent with a packet that takes no arguments
     (``NOOP``, ``NO_JOB``...) is ignored.
+
+    Packets of the types in ``discard`` that are over ``max_size`` do not raise: their body is
+    dropped as it arrives (never held), and once it has all gone by, the packet is returned with
+    ``oversize`` set and only its leading arguments (see :class:`Packet`).
     """
 
-    __slots__ = ("_chunks", "_expect", "_max_size", "_need", "_size")
+    __slots__ = (
+        "_chunks",
+        "_discard",
+        "_expect",
+        "_head",
+        "_left",
+        "_max_size",
+        "_need",
+        "_size",
+        "_skipped",
+    )
 
-    def __init__(self, expect: bytes = RES, max_size: int = MAX_PACKET_SIZE) -> None:
+    def __init__(
+        self,
+        expect: bytes = RES,
+        max_size: int = MAX_PACKET_SIZE,
+        discard: frozenset[int] = frozenset(),
+    ) -> None:
         # Bytes not yet decoded are kept as a list of chunks and joined only once ``_need``
         # bytes are there (a header, or a header and its body): a large body arriving in
         # many small reads is then copied once, not once per read.
@@ -191,28 +221,61 @@ class Decoder:
         self._need = HEADER_SIZE
         self._expect = expect
         self._max_size = max_size
+        self._discard = discard
+        # An oversized packet being discarded: its header, the start of its body, bytes to go.
+        self._skipped: tuple[bytes, int, int] | None = None
+        self._head = b""
+        self._left = 0
 
     @property
     def pending(self) -> int:
-        """Bytes received but not yet part of a whole packet."""
-        return self._size
+        """Bytes received but not yet part of a whole packet (not 0 while one is discarded)."""
+        return self._size + self._left
 
     def _reset(self) -> None:
         self._chunks = []
         self._size = 0
         self._need = HEADER_SIZE
+        self._skipped = None
+        self._left = 0
+
+    def _skip(self, data: bytes, pos: int) -> tuple[Packet | None, int]:
+        """Drop the body of the packet being discarded from ``data[pos:]``; return the packet
+        once its whole body has gone by, and where the next packet starts."""
+        n = min(self._left, len(data) - pos)
+        if len(self._head) < DISCARD_HEAD:
+            self._head += data[pos : pos + min(n, DISCARD_HEAD - len(self._head))]
+        self._left -= n
+        pos += n
+        if self._left:
+            return None, pos
+        assert self._skipped is not None
+        magic, ptype, size = self._skipped
+        self._skipped = None
+        parts = self._head.split(b"\0", max(ARG_COUNT[ptype] - 1, 0))[:-1]
+        self._head = b""
+        return Packet(ptype, tuple(parts), magic, size), pos
 
     def feed(self, data: bytes) -> list[Packet]:
         """Add ``data`` and return every packet it completes, in order."""
         if not data:
             return []
+        first: list[Packet] = []
+        if self._left:
+            packet, pos = self._skip(data, 0)
+            if packet is None:
+                return []
+            first.append(packet)
+            data = data[pos:]
+            if not data:
+                return first
         self._chunks.append(data)
         self._size += len(data)
         if self._size < self._need:
-            return []
+            return first
         chunks = self._chunks
         buf = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        out: list[Packet] = []
+        out: list[Packet] = first
         pos = 0
         end = len(buf)
         need = HEADER_SIZE
@@ -227,8 +290,17 @@ class Decoder:
                 self._reset()
                 raise ProtocolError(f"unknown packet type {ptype}")
             if size > self._max_size:
-                self._reset()
-                raise ProtocolError(f"packet of {size} bytes exceeds the limit of {self._max_size}")
+                if ptype not in self._discard:
+                    self._reset()
+                    raise ProtocolError(
+                        f"packet of {size} bytes exceeds the limit of {self._max_size}"
+                    )
+                self._skipped, self._head, self._left = (magic, ptype, size), b"", size
+                packet, pos = self._skip(buf, pos + HEADER_SIZE)
+                if packet is None:
+                    break
+                out.append(packet)
+                continue
             start = pos + HEADER_SIZE
             if end - start < size:
                 need = HEADER_SIZE + size

@@ -16,6 +16,7 @@ wakeup pipe makes ``poll`` return.
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import random
@@ -30,9 +31,19 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
+from gearmgr.errors import ExitCode
 from gearmgr.job import Job, to_bytes
-from gearmgr.logs import reopen_log_file, set_label
-from gearmgr.protocol import HEADER, REQ, RES, Decoder, PacketType, ProtocolError, encode
+from gearmgr.logs import Throttle, clip, ensure_stdio, reopen_log_file, set_label
+from gearmgr.protocol import (
+    HEADER,
+    REQ,
+    RES,
+    Decoder,
+    Packet,
+    PacketType,
+    ProtocolError,
+    encode,
+)
 from gearmgr.words import plural
 
 log = logging.getLogger("gearmgr.worker")
@@ -71,8 +82,20 @@ class _SlotWords:
 DOWN, CONNECTING, UP = "down", "connecting", "up"
 RECONNECT_MIN = 0.1  # seconds; doubled on each failure up to RECONNECT_MAX, with jitter
 RECONNECT_MAX = 30.0
-KEEPALIVE_IDLE = 30.0  # an idle connection sends ECHO_REQ after this long without traffic
+#: A connection that stayed up this long proved healthy: its next failure starts the backoff
+#: again from RECONNECT_MIN. One that breaks sooner (a server that accepts, then closes, sends
+#: garbage or ERROR) keeps doubling the delay.
+STABLE_AFTER = 10.0
+#: Lines about one server's failures, or its malformed packets, go out at WARNING at most this
+#: often; those in between are counted in the next one (failures are logged at debug too).
+WARN_INTERVAL = 60.0
+KEEPALIVE_IDLE = 30.0  # a connection silent this long sends ECHO_REQ
 KEEPALIVE_WAIT = 10.0  # and is dropped if the echo does not come back within this
+#: Largest packet taken from a job server. A job whose packet is bigger is failed back to its
+#: server (the body is dropped as it arrives, never held in memory); any other packet that big
+#: drops the connection.
+MAX_JOB_PACKET = 64 << 20
+_JOB_TYPES = frozenset({P.JOB_ASSIGN, P.JOB_ASSIGN_UNIQ, P.JOB_ASSIGN_ALL})
 HOUSEKEEPING = 0.5  # seconds between checks of the parent, lifetime and keep-alives
 SEND_TIMEOUT = 30.0
 #: A read that expects gearmand's answer to GRAB_JOB_UNIQ blocks at most this long before the
@@ -82,10 +105,6 @@ DIRECT_READ_TIMEOUT = HOUSEKEEPING
 #: allocates the whole size for each recv() and shrinks it after, and a 256 KiB request cost
 #: an mmap + mremap + munmap per job whenever the threshold had not been raised.
 RECV_SIZE = 65536
-
-EXIT_OK = 0
-EXIT_NO_FUNCTIONS = 3  # no worker file of this process could be loaded
-EXIT_TIMEOUT = 4  # a job overran its timeout; it was failed and the process gave up
 
 
 def split_address(address: str, default_port: int = 4730) -> tuple[str, int]:
@@ -105,26 +124,39 @@ class Connection:
         "failures",
         "host",
         "last_rx",
+        "noise",
         "port",
         "retry_at",
         "send_job",
         "sleeping",
         "sock",
         "state",
+        "told_down",
+        "up_since",
+        "warn",
     )
 
     def __init__(self, address: str) -> None:
         self.address = address
         self.host, self.port = split_address(address)
         self.sock: socket.socket | None = None
-        self.decoder = Decoder()
+        self.decoder = new_decoder()
         self.state = DOWN
         self.sleeping = False
-        self.failures = 0
+        self.failures = 0  # in a row, without a connection that proved healthy
         self.retry_at = 0.0
         self.last_rx = 0.0
         self.echo_deadline = 0.0
+        self.up_since = 0.0
         self.send_job: Callable[[bytes], None] | None = None
+        self.warn = Throttle(WARN_INTERVAL)  # "server ... unavailable" lines
+        self.noise = Throttle(WARN_INTERVAL)  # lines about malformed jobs and odd packets
+        self.told_down = False  # a warning said it is down: say when it is back
+
+
+def new_decoder() -> Decoder:
+    """The codec as a worker uses it: packets bounded, oversized jobs discarded to be failed."""
+    return Decoder(max_size=MAX_JOB_PACKET, discard=_JOB_TYPES)
 
 
 class Worker:
@@ -171,6 +203,7 @@ class Worker:
         self._reopen = False
         self._by_fd: dict[int, Connection] = {}
         self._poll = select.poll()
+        ensure_stdio()  # a closed fd 0-2 must not become one of ours
         self._wakeup_r, self._wakeup_w = os.pipe()
         self._register_packet = self._registration()
         self._names = ",".join(sorted(self.handlers))
@@ -270,10 +303,16 @@ class Worker:
         return b"".join(out)
 
     def _connect(self, conn: Connection, now: float) -> None:
+        ensure_stdio()  # a job closed fd 1? then a socket there would receive its print()s
         try:
             infos = socket.getaddrinfo(conn.host, conn.port, type=socket.SOCK_STREAM)
             family, stype, proto, _, addr = infos[0]
             sock = socket.socket(family, stype, proto)
+            if sock.fileno() <= 2:  # a job's thread closed it since: move the socket up
+                high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, 3)
+                sock.close()
+                sock = socket.socket(family, stype, proto, fileno=high)
+                ensure_stdio()
         except OSError as exc:
             self._lost(conn, now, f"cannot resolve: {exc}")
             return
@@ -310,14 +349,15 @@ class Worker:
         )
         self._poll.modify(sock, select.POLLIN)
         conn.state = UP
-        conn.decoder = Decoder()
+        conn.decoder = new_decoder()
         conn.sleeping = False
         conn.last_rx = now
+        conn.up_since = now
         conn.echo_deadline = 0.0
         conn.send_job = self._job_sender(conn)
-        if conn.failures:
+        if conn.told_down:
+            conn.told_down = False
             log.info("connected to %s again", conn.address)
-        conn.failures = 0
         self._count_connected()
         if self._stop or self.leaving:
             return
@@ -325,7 +365,10 @@ class Worker:
             self._due = conn
 
     def _lost(self, conn: Connection, now: float, why: str) -> None:
-        """Close ``conn`` and schedule a reconnect with exponential backoff and jitter."""
+        """Close ``conn`` and schedule a reconnect with exponential backoff and jitter.
+
+        The delay grows with each failure in a row; only a connection that stayed up for
+        STABLE_AFTER resets it. ``why`` must be bounded (peer bytes passed through ``clip``)."""
         if conn.sock is not None:
             self._by_fd.pop(conn.sock.fileno(), None)
             try:
@@ -334,18 +377,22 @@ class Worker:
                 pass
             conn.sock.close()
             conn.sock = None
-        was_up = conn.state == UP
+        if conn.state == UP and now - conn.up_since >= STABLE_AFTER:
+            conn.failures = 0
         conn.state = DOWN
         conn.failures += 1
-        delay = min(RECONNECT_MAX, RECONNECT_MIN * 2 ** (conn.failures - 1))
+        delay = min(RECONNECT_MAX, RECONNECT_MIN * 2 ** min(conn.failures - 1, 20))
         conn.retry_at = now + delay * random.uniform(0.8, 1.2)
-        level = logging.WARNING if was_up or conn.failures == 1 else logging.DEBUG
+        suffix = conn.warn.allow(now)
+        if suffix is not None:
+            conn.told_down = True
         log.log(
-            level,
-            "server %s unavailable (%s); retrying in %.1fs",
+            logging.DEBUG if suffix is None else logging.WARNING,
+            "server %s unavailable (%s); retrying in %.1fs%s",
             conn.address,
             why,
             conn.retry_at - now,
+            suffix or "",
         )
         self._count_connected()
 
@@ -405,8 +452,12 @@ class Worker:
             self._due = conn
             return
         for packet in packets:
+            if conn.state != UP:  # lost on the way (a send failed, an ERROR): drop the rest
+                return
             ptype = packet.type
-            if ptype == _JOB_ASSIGN_UNIQ:
+            if packet.oversize:
+                self._oversized(conn, packet)
+            elif ptype == _JOB_ASSIGN_UNIQ:
                 self._run_job(conn, packet.args)
             elif ptype == _NOOP:
                 if conn.sleeping and not (self._stop or self.leaving):
@@ -419,20 +470,78 @@ class Worker:
                 if self._busy and all(c.sleeping or c.state != UP for c in self.conns):
                     self._busy = False
                     self._title("idle")
-            elif ptype == P.ERROR:
+            elif ptype == P.ERROR:  # the server gave up on something we sent: start afresh
                 code, text = packet.args
-                log.warning(
-                    "server %s sent ERROR %s: %s",
-                    conn.address,
-                    code.decode(errors="replace"),
-                    text.decode(errors="replace"),
-                )
+                self._lost(conn, time.monotonic(), f"it sent ERROR {clip(code, 40)}: {clip(text)}")
+            elif ptype == P.JOB_ASSIGN:  # only an answer to GRAB_JOB, which we never send
+                handle_b, function_b, data = packet.args
+                self._run_job(conn, (handle_b, function_b, b"", data))
+            elif ptype == P.JOB_ASSIGN_ALL:  # the same for GRAB_JOB_ALL (the reducer is unused)
+                handle_b, function_b, unique_b, _, data = packet.args
+                self._run_job(conn, (handle_b, function_b, unique_b, data))
             elif ptype != P.ECHO_RES:
-                log.debug("ignoring %r from %s", packet, conn.address)
+                self._complain(conn, f"sent an unexpected {_type_name(ptype)} packet; ignored")
+
+    def _complain(self, conn: Connection, what: str) -> None:
+        """One rate-limited warning about what a server sent (see WARN_INTERVAL)."""
+        suffix = conn.noise.allow(time.monotonic())
+        if suffix is not None:
+            log.warning("server %s %s%s", conn.address, what, suffix)
+
+    def _reject(self, conn: Connection, handle_b: bytes, function_b: bytes, why: str) -> None:
+        """Fail back a job this process cannot run (WORK_WARNING ``why``, WORK_FAIL) and ask
+        for the next one. A job without a handle cannot be answered: the connection is dropped
+        and reopened."""
+        if not handle_b:
+            what = f"a job of function {clip(function_b)} without a handle"
+            self._lost(conn, time.monotonic(), f"it assigned {what}{why and f' ({why})'}")
+            return
+        job = f"job {clip(handle_b, 80)} of function {clip(function_b)}"
+        self._complain(conn, f"assigned {job}: {why}; failed it")
+        reply = encode(P.WORK_WARNING, handle_b, f"gearmgr: {why}".encode()) + encode(
+            P.WORK_FAIL, handle_b
+        )
+        grab = not (self._stop or self.leaving)
+        if grab:
+            reply += GRAB
+        if self._lock is not None:
+            with self._lock:
+                ok = self._send(conn, reply)
+        else:
+            ok = self._send(conn, reply)
+        if ok and grab and self._direct:
+            self._due = conn
+
+    def _oversized(self, conn: Connection, packet: Packet) -> None:
+        """A packet over MAX_JOB_PACKET, its body dropped: fail the job it assigned."""
+        args = packet.args
+        self._reject(
+            conn,
+            args[0] if args else b"",
+            args[1] if len(args) > 1 else b"?",
+            f"its packet of {packet.oversize} bytes is over the limit of {MAX_JOB_PACKET} bytes",
+        )
 
     def _run_job(self, conn: Connection, args: tuple[bytes, ...] | list[bytes]) -> None:
         handle_b, function_b, unique_b, data = args
-        function = function_b.decode()
+        # Every name from the server is checked before use (a broken or hostile server must
+        # not take the process down): the function must be one of ours, the handle not empty
+        # and UTF-8. What fails is failed back to the server, and the process serves on.
+        try:
+            function = function_b.decode()
+            handler = self.handlers[function]
+        except (UnicodeDecodeError, KeyError):
+            self._reject(conn, handle_b, function_b, "this process does not serve that function")
+            return
+        if not handle_b.isascii() or not handle_b:
+            try:
+                handle_b.decode()
+            except UnicodeDecodeError:
+                self._reject(conn, handle_b, function_b, "its handle is not UTF-8")
+                return
+            if not handle_b:
+                self._reject(conn, handle_b, function_b, "")
+                return
         if not self._busy:
             self._busy = True
             self._title("busy")
@@ -447,13 +556,11 @@ class Worker:
                 self._current = (conn, handle_b, start + timeout, timeout, function)
         failed = False
         try:
-            result = to_bytes(self.handlers[function](job))
+            result = to_bytes(handler(job))
             head = _pack_header(REQ, _WORK_COMPLETE, len(handle_b) + 1 + len(result))
             reply = [head, handle_b, b"\0", result]
         except BaseException as exc:  # the job fails, the process lives on
             failed = True
-            if isinstance(exc, KeyError) and function not in self.handlers:
-                exc = LookupError(f"this process does not serve function {function!r}")
             text = f"{type(exc).__name__}: {exc}"
             job.log.error("failed: %s", text, exc_info=not isinstance(exc, SystemExit))
             reply = [encode(P.WORK_WARNING, handle_b, text.encode()), encode(P.WORK_FAIL, handle_b)]
@@ -566,7 +673,7 @@ class Worker:
                         words[fb + sb.F_BUCKETS + bucket] += 1
                 for handler in logging.getLogger().handlers:
                     handler.flush()
-                os._exit(EXIT_TIMEOUT)
+                os._exit(ExitCode.TIMEOUT)
 
     # -- housekeeping ----------------------------------------------------------------------------
 
@@ -575,6 +682,7 @@ class Worker:
         return max(0, int(wait * 1000) + 1)
 
     def _housekeeping(self, now: float) -> None:
+        ensure_stdio()  # before anything opens a file or a socket
         if self._reopen:
             self._reopen = False
             reopen_log_file()
@@ -588,7 +696,7 @@ class Worker:
         for conn in self.conns:
             if conn.state == DOWN and now >= conn.retry_at:
                 self._connect(conn, now)
-            elif conn.state == UP and conn.sleeping:
+            elif conn.state == UP:  # idle, or owing us an answer (to GRAB, to a packet's rest)
                 if conn.echo_deadline and now > conn.echo_deadline:
                     self._lost(conn, now, "no answer to keep-alive ECHO_REQ")
                 elif not conn.echo_deadline and now - conn.last_rx > KEEPALIVE_IDLE:
@@ -609,7 +717,7 @@ class Worker:
                 conn.sock.close()
         if reason != sb.REASON_STOP:
             log.info("leaving after %s (%s)", plural(self.jobs, "job"), sb.REASON_NAMES[reason])
-        return EXIT_OK
+        return ExitCode.OK
 
     # -- process state ---------------------------------------------------------------------------
 
@@ -648,6 +756,13 @@ class Worker:
     def _title(self, state: str) -> None:
         if self._set_title is not None:
             self._set_title(f"gearmgr: worker {self._names} [jobs={self.jobs} {state}]")
+
+
+def _type_name(ptype: int) -> str:
+    try:
+        return PacketType(ptype).name
+    except ValueError:
+        return str(ptype)
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from gearmgr.protocol import (
     ARG_COUNT,
+    DISCARD_HEAD,
+    HEADER_SIZE,
     REQ,
     RES,
     AdminDecoder,
@@ -386,3 +388,51 @@ def test_parse_workers_rejects_malformed_lines(line: str) -> None:
 def test_a_status_row_of_a_function_named_err_is_not_an_error() -> None:
     # found by Hypothesis: only a line without tabs is an ERR answer
     assert AdminDecoder(expect_list=True).feed(b"ERR x\t1\t0\t0\n.\n") == ["ERR x\t1\t0\t0"]
+
+
+# -- oversized packets: discarded, not held ----------------------------------------------------
+
+DISCARDING = frozenset({T.JOB_ASSIGN_UNIQ})
+
+
+@given(st.lists(st.integers(min_value=0), max_size=6), st.integers(min_value=0, max_value=3000))
+def test_an_oversized_packet_of_a_discarded_type_comes_back_without_its_body(
+    cuts: list[int], extra: int
+) -> None:
+    big = encode(T.JOB_ASSIGN_UNIQ, b"H:1", b"fn", b"u", b"y" * (100 + extra), magic=RES)
+    noop = encode(T.NOOP, magic=RES)
+    decoder = Decoder(max_size=100, discard=DISCARDING)
+    out: list[Packet] = []
+    for piece in split(noop + big + noop, cuts):
+        out += decoder.feed(piece)
+        assert decoder._size <= len(piece) + HEADER_SIZE  # the body is never accumulated
+    size = len(big) - HEADER_SIZE
+    assert out == [
+        Packet(T.NOOP),
+        Packet(T.JOB_ASSIGN_UNIQ, (b"H:1", b"fn", b"u"), RES, size),
+        Packet(T.NOOP),
+    ]
+    assert decoder.pending == 0
+
+
+def test_an_oversized_packet_keeps_only_the_arguments_in_its_first_bytes() -> None:
+    handle = b"H" * (DISCARD_HEAD + 10)
+    data = encode(T.JOB_ASSIGN_UNIQ, handle, b"fn", b"u", b"y", magic=RES)
+    [packet] = Decoder(max_size=100, discard=DISCARDING).feed(data)
+    assert packet.args == () and packet.oversize == len(data) - HEADER_SIZE
+
+
+def test_an_oversized_packet_of_another_type_still_raises_at_its_header() -> None:
+    decoder = Decoder(max_size=100, discard=DISCARDING)
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        decoder.feed(header(T.ECHO_RES, 2**32 - 1))
+
+
+def test_a_declared_4_gib_job_is_discarded_as_it_arrives() -> None:
+    decoder = Decoder(max_size=1 << 20, discard=DISCARDING)
+    assert decoder.feed(header(T.JOB_ASSIGN_UNIQ, 2**32 - 1) + b"H:2\0f\0") == []
+    chunk = b"\0" * (1 << 20)
+    for _ in range(8):
+        assert decoder.feed(chunk) == []
+    assert decoder.pending == 2**32 - 1 - 6 - 8 * len(chunk)
+    assert decoder._size == 0

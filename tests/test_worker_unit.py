@@ -140,3 +140,67 @@ def test_a_job_in_one_read_and_a_large_job_in_many_reads_complete_intact():
     reader.join(5)
     assert replies[0].args == (b"H:2", large)
     assert seen == [("H:1", "uniq"), ("H:2", "uniq")]
+
+
+def test_log_lines_are_bounded_whatever_the_message_or_the_exception():
+    import logging
+    import sys
+
+    from gearmgr.logs import MAX_MESSAGE, PLAIN_FORMAT, JournalFormatter, _label, setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("info")
+        formatter = root.handlers[0].formatter
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    assert formatter is not None
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "%s", ("m" * 1_000_000,), None)
+    try:
+        raise ValueError("v" * 1_000_000)
+    except ValueError:
+        exc_record = logging.LogRecord(
+            "x", logging.ERROR, __file__, 1, "boom", None, sys.exc_info()
+        )
+    for fmt in (formatter, JournalFormatter(PLAIN_FORMAT)):
+        for rec in (record, exc_record):
+            _label.filter(rec)
+            rec.exc_text = None
+            text = fmt.format(rec)
+            assert len(text) < 4 * MAX_MESSAGE + 20_000
+            assert max(len(line) for line in text.splitlines()) <= MAX_MESSAGE + 200
+    assert "(1000000 chars)" in formatter.format(record)
+    text = formatter.format(exc_record)
+    assert "Traceback (most recent call last)" in text and "ValueError: vvv" in text
+
+
+def test_peer_bytes_are_clipped_and_escaped_for_the_log():
+    from gearmgr.logs import clip
+
+    assert clip(b"H:1") == "H:1"
+    assert clip(b"a\nb\x1b[31m\xff") == "a\\nb\\x1b[31m\\xff"
+    text = clip(b"x\n" * 500_000)
+    assert len(text) < 250 and text.endswith("... (1000000 bytes)") and "\n" not in text
+
+
+def test_closed_fds_0_to_2_get_dev_null_before_a_worker_opens_a_socket():
+    import os
+
+    pid = os.fork()
+    if pid == 0:  # the child closes fds 0-2 like a careless job, then starts a worker
+        code = 1
+        try:
+            for fd in (0, 1, 2):
+                os.close(fd)
+            w = Worker(["127.0.0.1:1"], {"f": lambda job: b""})
+            conn = w.conns[0]
+            w._connect(conn, 0.0)
+            ok = conn.sock is not None and conn.sock.fileno() > 2 and w._wakeup_r > 2
+            ok = ok and all(os.readlink(f"/proc/self/fd/{fd}") == "/dev/null" for fd in (0, 1, 2))
+            code = 0 if ok else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
