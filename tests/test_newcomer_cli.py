@@ -504,6 +504,7 @@ def test_counts_of_one_read_in_the_singular(
     assert gearman_cli(gearmand.port, "-f", "reverse", "ab").returncode == 0
     wait_for(lambda: "leaving after 1 job (max_jobs)" in sup.log(), what="the recycle")
     sup.wait_ready(gearmand.port, {"reverse": 1})
+    wait_for(lambda: len(sup.status()["processes"]) == 1, what="one process (no replacement)")
     sup.signal(signal.SIGTERM)
     assert sup.wait() == 0
     assert "stopping: 1 process finishes its job and exits" in sup.log()
