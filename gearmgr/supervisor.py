@@ -24,7 +24,7 @@ from gearmgr.catalog import Catalog, Scan
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.control import AnswerLater, ControlError, ControlServer
 from gearmgr.discovery import discover
-from gearmgr.embedded import EmbeddedServer, EmbeddedServerError
+from gearmgr.embedded import EmbeddedServer, EmbeddedServerError, find_gearmand
 from gearmgr.errors import ExitCode, FatalError
 from gearmgr.listener import Listener
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
@@ -207,14 +207,18 @@ class Supervisor:
             raise FatalError(
                 f"control_socket {self.config.control_socket}: {exc.strerror}"
             ) from exc
-        preload()
-        self._drop_privileges()
+        # What can fail for want of a resource is tried before the switch of user, while the
+        # control socket can still be removed on the way out (a privileged metrics port too).
         if self.config.metrics:
             try:
                 self.metrics = MetricsServer(self.config.metrics, lambda: SupervisorCollector(self))
             except OSError as exc:
                 raise FatalError(str(exc)) from exc
             log.info("metrics on http://%s/metrics", self.config.metrics)
+        if self.config.embedded_server:
+            find_gearmand()  # EmbeddedServerError, a FatalError, when it is missing
+        preload()
+        self._drop_privileges()
         self._install_signals()
         from gearmgr.child import set_title
 
