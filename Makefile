@@ -36,7 +36,7 @@ gearmand:
 # where another one already answers (on Debian with systemd, installing gearman-job-server starts
 # its service on 4730) is refused with what to do, unless EXTERNAL=1 says to use that one.
 run: setup
-	@exec $(PY) -m gearmgr.quickstart -c $(CONFIG) $(if $(PORT),--port $(PORT)) \
+	@exec $(PY) -m gearmgr.cli.quickstart -c $(CONFIG) $(if $(PORT),--port $(PORT)) \
 		$(if $(filter-out 0,$(EXTERNAL)),--external) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: DOC_TEST_PACKAGES = php-cli php-gearman libgearman-client-perl

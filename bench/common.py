@@ -30,7 +30,7 @@ SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 PY = sys.executable
 
 sys.path.insert(0, str(ROOT))
-from gearmgr.protocol import PacketType, encode  # noqa: E402
+from gearmgr.wire.protocol import PacketType, encode  # noqa: E402
 from tests.support import children_of as _children_of  # noqa: E402
 from tests.support import free_port  # noqa: E402 - re-exported for the bench scripts
 
@@ -568,7 +568,7 @@ class Supervised:
         return children_of(self.pid)
 
     def status(self) -> dict:
-        from gearmgr.control import request
+        from gearmgr.ops.control import request
 
         return request(self.dir / "gearmgr.sock", "status")
 

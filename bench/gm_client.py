@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 
-from gearmgr.client import Client
+from gearmgr.wire.client import Client
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
 """One gearmgr worker process for the benchmarks, set up the way a forked child runs it
-(gearmgr/child.py): the function loaded from a worker file, a scoreboard slot, process titles.
+(gearmgr/worker/child.py): the function loaded from a worker file, a scoreboard slot,
+process titles.
 
     python bench/gm_worker.py HOST:PORT FUNCTION [--profile FILE | --bare]
 
@@ -16,10 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from gearmgr.child import set_title
 from gearmgr.discovery import load_handler
 from gearmgr.scoreboard import Scoreboard
-from gearmgr.worker import Worker
+from gearmgr.worker.child import set_title
+from gearmgr.worker.loop import Worker
 
 
 def main() -> int:

@@ -40,7 +40,7 @@ def write_version(folder: cm.Path, v: str) -> None:
 
 
 def run_mode(mode: str, trials: int, processes: int, verbose: bool = True) -> dict:
-    from gearmgr.client import Client
+    from gearmgr.wire.client import Client
 
     first, full = [], []
     with cm.Gearmand() as g:

@@ -21,12 +21,19 @@ Exceptions::
 
 from importlib import metadata as _metadata
 
-from gearmgr.admin import Admin
-from gearmgr.client import Client, GearmanError, JobFailed, JobStatus, JobTimeout, ServerUnavailable
 from gearmgr.config import Config, ConfigError, FunctionSettings, load_config
 from gearmgr.errors import GearmgrError
-from gearmgr.job import Job
-from gearmgr.protocol import ProtocolError
+from gearmgr.wire.admin import Admin
+from gearmgr.wire.client import (
+    Client,
+    GearmanError,
+    JobFailed,
+    JobStatus,
+    JobTimeout,
+    ServerUnavailable,
+)
+from gearmgr.wire.protocol import ProtocolError
+from gearmgr.worker.job import Job
 
 try:
     __version__ = _metadata.version("gearmgr")
@@ -38,11 +45,11 @@ def __getattr__(name: str) -> object:
     # The supervisor and the worker loop pull in psutil, prometheus_client and friends; an
     # application that only submits jobs does not pay for them.
     if name == "Supervisor":
-        from gearmgr.supervisor import Supervisor
+        from gearmgr.supervisor.arbiter import Supervisor
 
         return Supervisor
     if name == "Worker":
-        from gearmgr.worker import Worker
+        from gearmgr.worker.loop import Worker
 
         return Worker
     raise AttributeError(f"module 'gearmgr' has no attribute {name!r}")

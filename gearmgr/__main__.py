@@ -1,5 +1,5 @@
 import sys
 
-from gearmgr.cli import main
+from gearmgr.cli.main import main
 
 sys.exit(main())

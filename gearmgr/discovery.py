@@ -287,7 +287,7 @@ def _wait_status(status: int) -> str:
 def _validate_each(files: dict[str, Path], timeout: float, out_fd: int) -> None:
     """In the validation fork: import each file in a fork of its own, killed after
     ``timeout``; write ``[name, error or null]`` as a JSON line to ``out_fd`` for each."""
-    from gearmgr.child import set_parent_death_signal
+    from gearmgr.worker.child import set_parent_death_signal
 
     for name, path in files.items():
         read_fd, write_fd = os.pipe()

@@ -176,12 +176,12 @@ class RunningSupervisor:
         return self.log_path.read_text(errors="replace")
 
     def status(self) -> dict:
-        from gearmgr.control import request
+        from gearmgr.ops.control import request
 
         return request(self.workdir / "gearmgr.sock", "status")
 
     def try_status(self) -> dict | None:
-        from gearmgr.control import ControlError
+        from gearmgr.ops.control import ControlError
 
         try:
             return self.status()

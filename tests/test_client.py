@@ -19,8 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from gearmgr.admin import Admin
-from gearmgr.client import (
+from gearmgr.cli.submit import add_arguments
+from gearmgr.cli.submit import main as submit_main
+from gearmgr.units import parse_address
+from gearmgr.wire.admin import Admin
+from gearmgr.wire.client import (
     Client,
     GearmanError,
     JobFailed,
@@ -28,11 +31,8 @@ from gearmgr.client import (
     JobTimeout,
     ServerUnavailable,
 )
-from gearmgr.protocol import Decoder, Packet, encode
-from gearmgr.protocol import PacketType as T
-from gearmgr.submit import add_arguments
-from gearmgr.submit import main as submit_main
-from gearmgr.units import parse_address
+from gearmgr.wire.protocol import Decoder, Packet, encode
+from gearmgr.wire.protocol import PacketType as T
 from tests.support import Gearmand, admin, free_port, wait_for
 
 FUNCTIONS = ("reverse", "echo", "fail", "exception", "progress", "slow", "unique")

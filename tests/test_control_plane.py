@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gearmgr.control import BadRequest, ControlServer, parse_request
+from gearmgr.ops.control import BadRequest, ControlServer, parse_request
 from tests.support import Gearmand, free_port, gearman_cli, wait_for
 
 

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gearmgr import worker as worker_mod
-from gearmgr.protocol import REQ, RES, Decoder, PacketType, ProtocolError, encode
-from gearmgr.worker import DOWN, UP, Worker
+from gearmgr.wire.protocol import REQ, RES, Decoder, PacketType, ProtocolError, encode
+from gearmgr.worker import loop as worker_mod
+from gearmgr.worker.loop import DOWN, UP, Worker
 from tests.support import Gearmand, free_port, gearman_cli, wait_for
 
 T = PacketType

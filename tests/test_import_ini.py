@@ -1,4 +1,4 @@
-"""`gearmgr import-ini`: GearmanManager ini files as gearmgr YAML (gearmgr/import_ini.py)."""
+"""`gearmgr import-ini`: GearmanManager ini files as gearmgr YAML (gearmgr/cli/import_ini.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from gearmgr.cli.import_ini import IniError, add_arguments, ini_to_yaml, main, php_bool, php_int
 from gearmgr.config import Config, parse_config
-from gearmgr.import_ini import IniError, add_arguments, ini_to_yaml, main, php_bool, php_int
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 

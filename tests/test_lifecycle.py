@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gearmgr.client import Client, JobFailed
+from gearmgr.wire.client import Client, JobFailed
 from tests.support import Gearmand, children_of, gearman_cli, pid_alive, wait_for
 
 

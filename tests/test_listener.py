@@ -6,7 +6,7 @@ import selectors
 import socket
 import time
 
-from gearmgr.listener import Listener
+from gearmgr.ops.listener import Listener
 
 
 class Echo(Listener):
@@ -73,7 +73,7 @@ def test_a_client_that_reads_slowly_gets_its_whole_answer_without_blocking_the_l
 
 
 def test_a_silent_client_is_dropped_after_the_request_timeout(monkeypatch):
-    import gearmgr.listener as mod
+    import gearmgr.ops.listener as mod
 
     monkeypatch.setattr(mod, "REQUEST_TIMEOUT", 0.2)
     server = socket.socket()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gearmgr import cli
+from gearmgr.cli import main as cli
 from gearmgr.discovery import discover, validate
 from tests.support import Gearmand, free_port, wait_for
 from tests.test_client import RawWorker
@@ -241,7 +241,7 @@ def test_plural() -> None:
 def test_status_keeps_the_counts_of_a_removed_function(
     supervisor_factory, gearmand: Gearmand, workers_dir: Path
 ) -> None:
-    from gearmgr.status import format_status
+    from gearmgr.ops.status import format_status
     from tests.support import gearman_cli
 
     sup = supervisor_factory({"include": ["reverse", "pid"], "auto_reload": True, "max_jobs": 1})
@@ -276,7 +276,7 @@ def test_status_keeps_the_counts_of_a_removed_function(
 def test_status_shows_each_workers_unique_memory(supervisor_factory, gearmand: Gearmand) -> None:
     import psutil
 
-    from gearmgr.status import format_status
+    from gearmgr.ops.status import format_status
 
     sup = supervisor_factory({"include": ["reverse", "pid"]})
     sup.wait_ready(gearmand.port, {"reverse": 1, "pid": 1})
@@ -444,7 +444,7 @@ def test_make_run_refuses_a_foreign_gearmand_on_its_embedded_port(
 ) -> None:
     config = quickstart_config(tmp_path, gearmand.address)
     done = subprocess.run(
-        [sys.executable, "-m", "gearmgr.quickstart", "-c", str(config)],
+        [sys.executable, "-m", "gearmgr.cli.quickstart", "-c", str(config)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -464,7 +464,7 @@ def test_make_run_external_uses_the_gearmand_that_is_there(
 ) -> None:
     config = quickstart_config(tmp_path, gearmand.address)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gearmgr.quickstart", "-c", str(config), "--external"],
+        [sys.executable, "-m", "gearmgr.cli.quickstart", "-c", str(config), "--external"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -489,7 +489,7 @@ def test_counts_of_one_read_in_the_singular(
 ) -> None:
     import signal
 
-    from gearmgr.status import format_status
+    from gearmgr.ops.status import format_status
 
     sup = supervisor_factory({"include": ["reverse"], "max_jobs": 1})
     sup.wait_ready(gearmand.port, {"reverse": 1})
@@ -526,7 +526,7 @@ def test_submit_to_no_server_says_how_to_name_one(
 ) -> None:
     monkeypatch.delenv("GEARMGR_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("gearmgr.submit.DEFAULT_SERVER", f"127.0.0.1:{free_port()}")
+    monkeypatch.setattr("gearmgr.cli.submit.DEFAULT_SERVER", f"127.0.0.1:{free_port()}")
     code, _, err = run_cli(["submit", "reverse", "x"], capsys)
     assert code == 1
     assert err.count("\n") == 1

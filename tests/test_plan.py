@@ -7,8 +7,16 @@ import itertools
 import pytest
 
 from gearmgr.config import config_from_dict
-from gearmgr.plan import make_plan
-from gearmgr.slot import BACKOFF, BACKOFF_MAX, RUNNING, STABLE_AFTER, WAITING, Slot, backoff_delay
+from gearmgr.supervisor.plan import make_plan
+from gearmgr.supervisor.slot import (
+    BACKOFF,
+    BACKOFF_MAX,
+    RUNNING,
+    STABLE_AFTER,
+    WAITING,
+    Slot,
+    backoff_delay,
+)
 
 FUNCS = ["a", "b", "c"]
 

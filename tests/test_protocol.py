@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gearmgr.protocol import (
+from gearmgr.wire.protocol import (
     ARG_COUNT,
     DISCARD_HEAD,
     HEADER_SIZE,

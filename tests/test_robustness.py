@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from gearmgr.protocol import PacketType, encode
+from gearmgr.wire.protocol import PacketType, encode
 from tests.support import Gearmand, gearman_cli, wait_for
 
 

@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from gearmgr.client import Client, JobFailed
+from gearmgr.wire.client import Client, JobFailed
 from tests.support import Gearmand, children_of, gearman_cli, pid_alive, wait_for
 
 

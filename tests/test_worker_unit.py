@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import socket
 
-from gearmgr import worker as worker_mod
-from gearmgr.job import Job, to_bytes
-from gearmgr.protocol import REQ, Decoder, PacketType
-from gearmgr.worker import DOWN, UP, Worker
+from gearmgr.wire.protocol import REQ, Decoder, PacketType
+from gearmgr.worker import loop as worker_mod
+from gearmgr.worker.job import Job, to_bytes
+from gearmgr.worker.loop import DOWN, UP, Worker
 
 
 def connected_worker() -> tuple[Worker, socket.socket]:
@@ -41,7 +41,7 @@ def test_an_answered_echo_keeps_the_connection():
     now = worker_mod.KEEPALIVE_IDLE + 1
     w._housekeeping(now)
     server.recv(1024)
-    from gearmgr.protocol import RES, encode
+    from gearmgr.wire.protocol import RES, encode
 
     server.sendall(encode(PacketType.ECHO_RES, b"gearmgr", magic=RES))
     w._receive(conn)
@@ -99,7 +99,7 @@ def test_journald_lines_carry_the_priority_and_the_process_label():
 
 
 def _assign(handle: bytes, payload: bytes) -> bytes:
-    from gearmgr.protocol import RES, encode
+    from gearmgr.wire.protocol import RES, encode
 
     return encode(PacketType.JOB_ASSIGN_UNIQ, handle, b"f", b"uniq", payload, magic=RES)
 

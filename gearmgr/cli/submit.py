@@ -14,9 +14,9 @@ import argparse
 import os
 import sys
 
-from gearmgr.client import DEFAULT_SERVER, Client, GearmanError, JobFailed, ServerUnavailable
 from gearmgr.config import ENV_VAR, find_config_path, load_config
 from gearmgr.units import parse_address
+from gearmgr.wire.client import DEFAULT_SERVER, Client, GearmanError, JobFailed, ServerUnavailable
 
 
 def _server(text: str) -> str:
@@ -30,7 +30,7 @@ def _server(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``gearmgr submit`` on ``parser``."""
-    from gearmgr.cli import seconds
+    from gearmgr.cli.main import seconds
 
     parser.add_argument("function", metavar="FUNCTION", help="the function to run")
     parser.add_argument(

@@ -20,18 +20,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gearmgr import scoreboard as sb
-from gearmgr.catalog import Catalog, Scan
 from gearmgr.config import Config, ConfigError, load_config
-from gearmgr.control import AnswerLater, ControlError, ControlServer
 from gearmgr.discovery import discover
-from gearmgr.embedded import EmbeddedServer, EmbeddedServerError, find_gearmand
 from gearmgr.errors import ExitCode, FatalError
-from gearmgr.listener import Listener
 from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
-from gearmgr.metrics import MetricsServer, SupervisorCollector
-from gearmgr.pidfile import PidFile, PidFileError
-from gearmgr.plan import MAX_PROCESSES, ProcessSpec, make_plan
-from gearmgr.privileges import (
+from gearmgr.ops.control import AnswerLater, ControlError, ControlServer
+from gearmgr.ops.listener import Listener
+from gearmgr.ops.metrics import MetricsServer, SupervisorCollector
+from gearmgr.ops.pidfile import PidFile, PidFileError
+from gearmgr.ops.privileges import (
     PrivilegeError,
     access_problems,
     drop,
@@ -39,11 +36,14 @@ from gearmgr.privileges import (
     prepare_files,
     resolve,
 )
-from gearmgr.probe import ServerProbe
-from gearmgr.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
-from gearmgr.status import build_status, summary
-from gearmgr.systemd import Notifier
-from gearmgr.watch import Watcher
+from gearmgr.ops.status import build_status, summary
+from gearmgr.ops.systemd import Notifier
+from gearmgr.supervisor.catalog import Catalog, Scan
+from gearmgr.supervisor.embedded import EmbeddedServer, EmbeddedServerError, find_gearmand
+from gearmgr.supervisor.plan import MAX_PROCESSES, ProcessSpec, make_plan
+from gearmgr.supervisor.probe import ServerProbe
+from gearmgr.supervisor.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
+from gearmgr.supervisor.watch import Watcher
 from gearmgr.words import plural
 
 log = logging.getLogger("gearmgr.supervisor")
@@ -72,8 +72,8 @@ def preload() -> None:
     import encodings.idna  # noqa: F401 - socket host names need it lazily
     import json  # noqa: F401
 
-    import gearmgr.child
-    import gearmgr.job  # noqa: F401
+    import gearmgr.worker.child
+    import gearmgr.worker.job  # noqa: F401
 
     try:
         import setproctitle  # noqa: F401
@@ -220,7 +220,7 @@ class Supervisor:
         preload()
         self._drop_privileges()
         self._install_signals()
-        from gearmgr.child import set_title
+        from gearmgr.worker.child import set_title
 
         label = self.config.path or "defaults"
         set_title(f"gearmgr: supervisor ({label})")
@@ -566,7 +566,7 @@ class Supervisor:
                 _stdin_to_devnull()  # not the terminal's: a background group reading it stops
                 self._in_child()
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                from gearmgr.child import run_child
+                from gearmgr.worker.child import run_child
 
                 limits = spec.limits
                 lifetime = limits.max_lifetime
@@ -601,14 +601,14 @@ class Supervisor:
 
     def _in_validation_child(self) -> None:
         """The throwaway fork that imports worker files to validate them (runs in the child)."""
-        from gearmgr.child import set_parent_death_signal
+        from gearmgr.worker.child import set_parent_death_signal
 
         self._in_child()
         set_parent_death_signal(signal.SIGKILL)
 
     def _in_child(self) -> None:
         """Drop what belongs to the supervisor (runs in the child, right after fork)."""
-        from gearmgr.child import reset_signals
+        from gearmgr.worker.child import reset_signals
 
         reset_signals()
         self._selector.close()

@@ -18,7 +18,7 @@ from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
 from gearmgr.logs import redirect_stdio, set_label
 from gearmgr.scoreboard import EXIT_REASON, REASON_NO_FUNCTIONS, Scoreboard
-from gearmgr.worker import Worker
+from gearmgr.worker.loop import Worker
 
 log = logging.getLogger("gearmgr.worker")
 PR_SET_PDEATHSIG = 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from gearmgr.plan import ProcessSpec
+from gearmgr.supervisor.plan import ProcessSpec
 
 WAITING = "waiting"  # may start at next_start
 RUNNING = "running"

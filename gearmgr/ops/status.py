@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from gearmgr.plan import SHARED
 from gearmgr.scoreboard import FunctionStats
-from gearmgr.slot import RUNNING, STOPPING
+from gearmgr.supervisor.plan import SHARED
+from gearmgr.supervisor.slot import RUNNING, STOPPING
 from gearmgr.units import format_duration
 from gearmgr.words import plural
 
 if TYPE_CHECKING:
-    from gearmgr.supervisor import Supervisor
+    from gearmgr.supervisor.arbiter import Supervisor
 
 
 def function_stats(sup: Supervisor) -> dict[str, FunctionStats]:

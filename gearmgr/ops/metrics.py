@@ -24,13 +24,13 @@ from prometheus_client.core import (
     HistogramMetricFamily,
 )
 
-from gearmgr.listener import Listener, Reply
+from gearmgr.ops.listener import Listener, Reply
+from gearmgr.ops.status import function_stats, processes
 from gearmgr.scoreboard import BUCKETS
-from gearmgr.status import function_stats, processes
-from gearmgr.worker import split_address
+from gearmgr.worker.loop import split_address
 
 if TYPE_CHECKING:
-    from gearmgr.supervisor import Supervisor
+    from gearmgr.supervisor.arbiter import Supervisor
 
 log = logging.getLogger("gearmgr.metrics")
 

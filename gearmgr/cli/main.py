@@ -50,20 +50,20 @@ def load(args: argparse.Namespace, check_system: bool = True) -> Config:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from gearmgr.supervisor import Supervisor
+    from gearmgr.supervisor.arbiter import Supervisor
 
     config = load(args)
     return Supervisor(config, allow_root=args.allow_root or None, log_level=args.log_level).run()
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from gearmgr.check import check
+    from gearmgr.cli.check import check
 
     return check(load(args), out=sys.stdout)
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    from gearmgr.control import run_command
+    from gearmgr.ops.control import run_command
 
     # status, stop and restart only need the control socket's path: a log folder or a user
     # that went away while the supervisor runs must not keep an operator from stopping it
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_control)
 
-    from gearmgr import import_ini, submit
+    from gearmgr.cli import import_ini, submit
 
     p = sub.add_parser("submit", parents=[common], help="submit a job and print its result")
     submit.add_arguments(p)

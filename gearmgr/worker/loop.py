@@ -32,9 +32,8 @@ from typing import Any
 
 from gearmgr import scoreboard as sb
 from gearmgr.errors import ExitCode
-from gearmgr.job import Job, to_bytes
 from gearmgr.logs import Throttle, clip, ensure_stdio, reopen_log_file, set_label
-from gearmgr.protocol import (
+from gearmgr.wire.protocol import (
     HEADER,
     REQ,
     RES,
@@ -45,6 +44,7 @@ from gearmgr.protocol import (
     encode,
 )
 from gearmgr.words import plural
+from gearmgr.worker.job import Job, to_bytes
 
 log = logging.getLogger("gearmgr.worker")
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from gearmgr.config import Config
 from gearmgr.errors import ExitCode, GearmgrError
-from gearmgr.listener import LATER, LATER_TIMEOUT, MAX_REQUEST, Deferred, Listener, Reply
+from gearmgr.ops.listener import LATER, LATER_TIMEOUT, MAX_REQUEST, Deferred, Listener, Reply
 from gearmgr.words import plural
 
 
@@ -196,7 +196,7 @@ def run_command(config: Config, command: str, args: argparse.Namespace) -> int:
                 answer.pop("ok", None)
                 print(json.dumps(answer, indent=2))
             else:
-                from gearmgr.status import format_status
+                from gearmgr.ops.status import format_status
 
                 print(format_status(answer))
         elif command == "reload":

@@ -8,7 +8,7 @@ from typing import TextIO
 from gearmgr.config import Config
 from gearmgr.discovery import discover, validate
 from gearmgr.errors import ExitCode
-from gearmgr.plan import MAX_PROCESSES, make_plan
+from gearmgr.supervisor.plan import MAX_PROCESSES, make_plan
 from gearmgr.units import format_duration, format_size
 
 

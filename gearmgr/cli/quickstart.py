@@ -1,6 +1,6 @@
 """``make run``: the quick start's supervisor, on the job server its config names.
 
-    python -m gearmgr.quickstart -c CONFIG [--port PORT] [--external] [--allow-root]
+    python -m gearmgr.cli.quickstart -c CONFIG [--port PORT] [--external] [--allow-root]
 
 (``make run CONFIG=... PORT=... EXTERNAL=1``). It reads the config's ``servers`` and
 ``embedded_server``; ``--port`` replaces the servers with ``127.0.0.1:PORT``. A config that embeds
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import yaml
 
-from gearmgr import cli
+from gearmgr.cli import main as cli
 from gearmgr.config import Config, ConfigError, load_config
-from gearmgr.embedded import answers
 from gearmgr.errors import ExitCode
+from gearmgr.supervisor.embedded import answers
 from gearmgr.units import parse_address
 
 

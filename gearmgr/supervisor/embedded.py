@@ -18,9 +18,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from gearmgr.child import set_parent_death_signal
 from gearmgr.errors import FatalError
-from gearmgr.worker import split_address
+from gearmgr.worker.child import set_parent_death_signal
+from gearmgr.worker.loop import split_address
 
 log = logging.getLogger("gearmgr.embedded")
 SEARCH_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/local/sbin"

@@ -29,9 +29,9 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from gearmgr.errors import GearmgrError
-from gearmgr.protocol import Decoder, Packet, ProtocolError, encode
-from gearmgr.protocol import PacketType as T
 from gearmgr.units import DEFAULT_PORT, parse_address
+from gearmgr.wire.protocol import Decoder, Packet, ProtocolError, encode
+from gearmgr.wire.protocol import PacketType as T
 
 __all__ = [
     "Client",

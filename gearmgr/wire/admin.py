@@ -11,8 +11,9 @@ import socket
 from collections.abc import Callable
 from typing import TypeVar
 
-from gearmgr.client import GearmanError, ServerUnavailable
-from gearmgr.protocol import (
+from gearmgr.units import parse_address
+from gearmgr.wire.client import GearmanError, ServerUnavailable
+from gearmgr.wire.protocol import (
     AdminDecoder,
     FunctionStatus,
     ProtocolError,
@@ -20,7 +21,6 @@ from gearmgr.protocol import (
     parse_status,
     parse_workers,
 )
-from gearmgr.units import parse_address
 
 __all__ = ["Admin", "FunctionStatus", "WorkerInfo"]
 

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from gearmgr.protocol import PacketType, encode
+from gearmgr.wire.protocol import PacketType, encode
 
 _WORK_STATUS = PacketType.WORK_STATUS
 _WORK_DATA = PacketType.WORK_DATA

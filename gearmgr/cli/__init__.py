@@ -1,0 +1,1 @@
+"""The ``gearmgr`` command and its subcommands."""
