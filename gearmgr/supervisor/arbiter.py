@@ -23,7 +23,7 @@ from gearmgr import scoreboard as sb
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.discovery import discover
 from gearmgr.errors import ExitCode, FatalError
-from gearmgr.logs import flush_logs, reopen_log_file, setup_logging
+from gearmgr.logs import reopen_log_file, setup_logging
 from gearmgr.ops.control import AnswerLater, ControlError, ControlServer
 from gearmgr.ops.listener import Listener
 from gearmgr.ops.metrics import MetricsServer, SupervisorCollector
@@ -40,23 +40,17 @@ from gearmgr.ops.status import build_status, summary
 from gearmgr.ops.systemd import Notifier
 from gearmgr.supervisor.catalog import Catalog, Scan
 from gearmgr.supervisor.embedded import EmbeddedServer, EmbeddedServerError, find_gearmand
-from gearmgr.supervisor.plan import MAX_PROCESSES, ProcessSpec, make_plan
+from gearmgr.supervisor.lifecycle import ExitReason, Lifecycle, ProcessState, Slot
+from gearmgr.supervisor.plan import MAX_PROCESSES, ProcessSpec, make_plan, worker_spec
 from gearmgr.supervisor.probe import ServerProbe
-from gearmgr.supervisor.slot import RUNNING, STABLE_AFTER, STOPPING, Slot, backoff_delay
+from gearmgr.supervisor.snapshot import Snapshot, take_snapshot
+from gearmgr.supervisor.spawner import HANDLED_SIGNALS, fork
 from gearmgr.supervisor.watch import Watcher
 from gearmgr.words import plural
 
 log = logging.getLogger("gearmgr.supervisor")
 
 
-HANDLED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGHUP,
-    signal.SIGUSR1,
-    signal.SIGCHLD,
-)
 TIMEOUT_GRACE = 5.0  # a job past its timeout by this much is killed by the supervisor
 REPLACE_POLL = 0.01  # how often a rolling replacement checks that the new process registered
 REPLACE_WAIT = 10.0  # longest wait for a replacement to register before draining the old one
@@ -98,17 +92,6 @@ def describe_exit(status: int, killed_by_us: bool = False) -> str:
     return f"exited with status {os.WEXITSTATUS(status)}"
 
 
-def _stdin_to_devnull() -> None:
-    """Runs in a worker, right after fork."""
-    try:
-        fd = os.open(os.devnull, os.O_RDONLY)
-    except OSError:
-        return
-    if fd != 0:
-        os.dup2(fd, 0)
-        os.close(fd)
-
-
 class Supervisor:
     """Runs the processes that ``config`` plans until it is signalled to stop."""
 
@@ -136,6 +119,7 @@ class Supervisor:
         self.stopping = False
         self.stop_requests = 0
         self.embedded: EmbeddedServer | None = None
+        self.embedded_life = Lifecycle()  # the embedded gearmand's restarts
         self.started_at = time.time()
         self.pid = os.getpid()
         self.pid_file: PidFile | None = None
@@ -211,7 +195,9 @@ class Supervisor:
         # control socket can still be removed on the way out (a privileged metrics port too).
         if self.config.metrics:
             try:
-                self.metrics = MetricsServer(self.config.metrics, lambda: SupervisorCollector(self))
+                self.metrics = MetricsServer(
+                    self.config.metrics, SupervisorCollector(self.snapshot)
+                )
             except OSError as exc:
                 raise FatalError(str(exc)) from exc
             log.info("metrics on http://%s/metrics", self.config.metrics)
@@ -270,6 +256,7 @@ class Supervisor:
             while self._signals:
                 self._dispatch(self._signals.popleft())
             self._reap()
+            self._observe()
             now = time.monotonic()
             self._notify_systemd(now)
             self.probe.tick(now)
@@ -301,12 +288,12 @@ class Supervisor:
                 wake = min(wake, slot.kill_at)
             return max(0.0, wake - now)
         for slot in self.slots:
-            if slot.state not in (RUNNING, STOPPING):
+            if not slot.state.alive:
                 wake = min(wake, max(slot.next_start, self._spawn_at))
         for slot in self._stopping_slots():
             wake = min(wake, slot.kill_at)
-        if self.embedded is not None and not self.embedded.pid:
-            wake = min(wake, self.embedded.restart_at)
+        if self.embedded is not None and not self.embedded_life.state.alive:
+            wake = min(wake, self.embedded_life.next_start)
         if self.scanning is not None and self.scanning[0].validation is not None:
             wake = min(wake, self.scanning[0].validation.deadline)
         if self.replacement is not None or self.replacing:
@@ -392,10 +379,10 @@ class Supervisor:
         now = time.monotonic()
         for slot in self._all_slots():
             if slot.pid:
-                self._stop_slot(slot, now, "stop")
+                self._stop_slot(slot, now, ExitReason.STOP)
 
-    def _stop_slot(self, slot: Slot, now: float, reason: str) -> None:
-        slot.stopping(now, slot.spec.limits.graceful_timeout, reason)
+    def _stop_slot(self, slot: Slot, now: float, reason: ExitReason) -> None:
+        slot.stop(now, slot.spec.limits.graceful_timeout, reason)
         self._signal(slot, signal.SIGTERM)
 
     def _enforce_stop_deadlines(self, now: float) -> None:
@@ -408,7 +395,7 @@ class Supervisor:
                     slot.spec.limits.graceful_timeout,
                 )
                 self._signal(slot, signal.SIGKILL)
-                slot.kill_at = now + 3600
+                slot.killed(now)
 
     def _kill_all(self, sig: int) -> None:
         """Stop every process at once (QUIT, a second TERM, a fatal error): they are logged as
@@ -416,7 +403,7 @@ class Supervisor:
         now = time.monotonic()
         for slot in self._all_slots():
             if slot.pid:
-                slot.stopping(now, 3600, "stop")
+                slot.stop(now, 3600, ExitReason.STOP)
                 self._signal(slot, sig)
 
     def _signal(self, slot: Slot, sig: int) -> None:
@@ -472,48 +459,38 @@ class Supervisor:
     def _child_exited(self, slot: Slot, status: int) -> None:
         now = time.monotonic()
         view = self.scoreboard.read(slot.index)
-        busy = view.state == "busy" or view.job_deadline > 0 or slot.stop_reason == "timeout"
-        asked = slot.state == STOPPING
-        reason = slot.stop_reason if asked else view.exit_reason
-        if reason in ("stop", "parent_gone") and not asked:
-            reason = "crash"  # stopped by someone else (an outside TERM, SystemExit in a job)
-        clean = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        clean = clean and reason not in ("crash", "job_exit")
-        how = describe_exit(status, killed_by_us=asked)
+        busy = view.state == "busy" or view.job_deadline > 0
+        busy = busy or slot.stop_reason is ExitReason.TIMEOUT
         pid = slot.pid
         self._add_totals(slot.index)
+        exit = slot.exited(
+            now,
+            exit_ok=os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0,
+            reported=ExitReason.from_label(view.exit_reason),
+            busy=busy,
+            jobs=(view.jobs_done, view.jobs_failed),
+        )
+        how = describe_exit(status, killed_by_us=exit.asked)
         if slot in self.draining:
             self.draining.remove(slot)
             self._release_index(slot.index)
-            log.info("process %d (%s) %s after draining (%s)", pid, slot.key, how, reason)
+            log.info(
+                "process %d (%s) %s after draining (%s)", pid, slot.key, how, exit.reason.label
+            )
             return
-        if asked and reason == "stop":
+        if exit.restart is None:
             log.info("process %d (%s) %s", pid, slot.key, how)
-            slot.exited(now, clean=True)
             return
-        restart_reason = (
-            reason
-            if reason in ("max_jobs", "max_lifetime", "max_memory", "timeout", "reload")
-            else "crash"
-        )
-        self.restarts[(slot.spec.group, restart_reason)] += 1
-        # A timeout or memory limit is a death like a crash: a job that kills every process
-        # that takes it must back its slot off, not fork it again and again.
-        clean = (clean or restart_reason == "reload") and restart_reason not in (
-            "timeout",
-            "max_memory",
-        )
-        productive = view.jobs_done > view.jobs_failed or (view.jobs_done == 0 and not busy)
-        delay = slot.exited(now, clean=clean, productive=productive)
-        level = logging.INFO if restart_reason != "crash" else logging.WARNING
-        after = f"; restarting in {delay:.1f}s" if delay else "; restarting"
-        if reason == "import":
+        self.restarts[(slot.spec.group, exit.restart.label)] += 1
+        level = logging.INFO if exit.restart is not ExitReason.CRASH else logging.WARNING
+        after = f"; restarting in {exit.delay:.1f}s" if exit.delay else "; restarting"
+        if exit.reason is ExitReason.IMPORT:
             detail = "none of its worker files could be loaded"
-        elif reason == "job_exit":  # counted as a crash, backoff included
+        elif exit.reason is ExitReason.JOB_EXIT:  # counted as a crash, backoff included
             word = self.scoreboard.words[self.scoreboard.base(slot.index) + sb.JOB_EXIT]
             detail = sb.describe_job_exit(word)
         else:
-            detail = restart_reason
+            detail = exit.restart.label
         log.log(
             level,
             "process %d (%s) %s (%s)%s",
@@ -526,6 +503,14 @@ class Supervisor:
         self.scoreboard.clear(slot.index)
 
     # -- spawning ------------------------------------------------------------------------------
+
+    def _observe(self) -> None:
+        """Read from the scoreboard whether the starting processes have loaded their code and
+        registered: once per process, here only."""
+        for slot in self.slots:
+            if slot.state is ProcessState.STARTING:
+                view = self.scoreboard.read(slot.index)
+                slot.observe(view.state, view.servers_connected)
 
     def _spawn_due(self, now: float) -> None:
         for slot in self.slots:
@@ -548,55 +533,21 @@ class Supervisor:
             files = {n: p for n, p in files.items() if n not in self.catalog.broken}
         self.scoreboard.clear(slot.index)
         self.scoreboard.words[self.scoreboard.base(slot.index) + sb.STATE] = sb.STARTING
-        self.loaded[slot.index] = sorted(files)
-        flush_logs()
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        wspec = worker_spec(spec, files, self.config.servers, slot.index)
+        self.loaded[slot.index] = list(wspec.functions)
+
+        def run() -> int:
+            from gearmgr.worker.child import run_child
+
+            return run_child(wspec, self.scoreboard, self.pid)
+
         try:
-            pid = os.fork()
+            pid = fork(run, what=f"worker {spec.key}", in_child=self._in_child)
         except OSError as exc:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            slot.started(0, now)
-            slot.exited(now, clean=False)
+            slot.spawn_failed(now)
             log.error("fork failed for %s: %s; retrying", slot.key, exc)
             return
-        if pid == 0:  # the child
-            code = 1
-            try:
-                os.setpgid(0, 0)  # its own process group: whatever a job forks goes with it
-                _stdin_to_devnull()  # not the terminal's: a background group reading it stops
-                self._in_child()
-                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-                from gearmgr.worker.child import run_child
-
-                limits = spec.limits
-                lifetime = limits.max_lifetime
-                if lifetime and limits.lifetime_jitter:
-                    import random
-
-                    lifetime += random.uniform(0, limits.lifetime_jitter)
-                code = run_child(
-                    functions=files,
-                    servers=self.config.servers,
-                    timeouts=dict(spec.timeouts),
-                    max_jobs=limits.max_jobs,
-                    max_lifetime=lifetime,
-                    max_memory=limits.max_memory,
-                    scoreboard=self.scoreboard,
-                    slot=slot.index,
-                    parent_pid=self.pid,
-                    key=spec.key,
-                )
-            except BaseException:
-                log.exception("worker %s crashed", spec.key)
-            finally:
-                flush_logs()
-                os._exit(code)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        try:
-            os.setpgid(pid, pid)  # also here, so that no signal to the group can come too early
-        except OSError:
-            pass  # it did so itself already, or is gone already
-        slot.started(pid, now)
+        slot.spawned(pid, now)
         log.debug("started process %d (%s: %s)", pid, slot.key, ",".join(spec.functions))
 
     def _in_validation_child(self) -> None:
@@ -632,7 +583,7 @@ class Supervisor:
         """Backstop for the worker's own timeout watchdog (which cannot run while a job holds
         the GIL): kill a process whose job is past its deadline by TIMEOUT_GRACE."""
         for slot in self._all_slots():
-            if not slot.pid or slot.stop_reason == "timeout":
+            if not slot.pid or slot.stop_reason is ExitReason.TIMEOUT:
                 continue
             deadline = self.scoreboard.floats[self.scoreboard.base(slot.index) + sb.JOB_DEADLINE]
             if deadline and now > deadline + TIMEOUT_GRACE:
@@ -642,8 +593,7 @@ class Supervisor:
                     slot.pid,
                     slot.key,
                 )
-                slot.stopping(now, 0, "timeout")
-                slot.stop_reason = "timeout"
+                slot.stop(now, 0, ExitReason.TIMEOUT, force=True)
                 self._signal(slot, signal.SIGKILL)
 
     # -- reload --------------------------------------------------------------------------------
@@ -812,17 +762,18 @@ class Supervisor:
         it out, so they serve it too."""
         for name in list(self.catalog.broken):
             for slot in self.slots:
-                if slot.spec.functions != (name,) or slot.state != RUNNING:
+                if slot.spec.functions != (name,) or not slot.code_loaded:
+                    continue
+                if slot.state is ProcessState.STOPPING:
                     continue
                 if slot.started_at <= self.catalog.broken_since.get(name, 0.0):
                     continue  # it runs code imported before the file broke
-                if self.scoreboard.read(slot.index).state in ("idle", "busy"):
-                    log.info("worker file for %s loads again", name)
-                    self.catalog.mark_fixed(name)
-                    for shared in self.slots:
-                        if len(shared.spec.functions) > 1 and name in shared.spec.functions:
-                            self._queue_replacement(shared, shared.spec)
-                    break
+                log.info("worker file for %s loads again", name)
+                self.catalog.mark_fixed(name)
+                for shared in self.slots:
+                    if len(shared.spec.functions) > 1 and name in shared.spec.functions:
+                        self._queue_replacement(shared, shared.spec)
+                break
 
     def replace_functions(self, names: set[str]) -> int:
         """Replace, one by one, the processes that serve any of ``names`` (code changed)."""
@@ -836,7 +787,7 @@ class Supervisor:
     def _retire(self, slot: Slot, now: float) -> None:
         if slot.pid:
             self.draining.append(slot)
-            self._stop_slot(slot, now, "retire")
+            self._stop_slot(slot, now, ExitReason.RETIRE)
         else:
             self._release_index(slot.index)
 
@@ -845,11 +796,8 @@ class Supervisor:
         drain the old one; one slot at a time, so the pool never empties."""
         if self.replacement is not None:
             old, new, since = self.replacement
-            view = self.scoreboard.read(new.index)
-            ready = (
-                new.state == RUNNING and view.state in ("idle", "busy") and view.servers_connected
-            )
-            if new.state != RUNNING and not new.pid:
+            ready = new.state is ProcessState.REGISTERED
+            if not new.state.alive:
                 # The new process died before it registered (e.g. its file broke): keep the old
                 # one serving rather than leave the function with nothing.
                 self.replacement = None
@@ -869,7 +817,7 @@ class Supervisor:
             self.replacement = None
             if old.pid:
                 self.draining.append(old)
-                self._stop_slot(old, now, "reload")
+                self._stop_slot(old, now, ExitReason.RELOAD)
             else:
                 self._release_index(old.index)
             self.restarts[(old.spec.group, "reload")] += 1
@@ -917,7 +865,7 @@ class Supervisor:
         state_dir = self.config.path.parent if self.config.path else Path.cwd()
         self.embedded = EmbeddedServer(self.config.servers[0], state_dir)
         try:
-            self.embedded.start()
+            self.embedded_life.spawned(self.embedded.start(), time.monotonic())
             self.embedded.wait_ready()
         except EmbeddedServerError as exc:
             raise FatalError(str(exc)) from exc
@@ -930,13 +878,9 @@ class Supervisor:
     def _embedded_died(self, status: int) -> None:
         assert self.embedded is not None
         self.embedded.pid = 0
+        delay = self.embedded_life.died(time.monotonic())
         if self.stopping:
             return
-        now = time.monotonic()
-        quick = now - self.embedded.started_at < STABLE_AFTER
-        self.embedded.failures = self.embedded.failures + 1 if quick else 1
-        delay = backoff_delay(self.embedded.failures)
-        self.embedded.restart_at = now + delay
         log.error(
             "embedded gearmand %s; restarting it%s",
             describe_exit(status),
@@ -945,10 +889,10 @@ class Supervisor:
 
     def _restart_embedded(self, now: float) -> None:
         server = self.embedded
-        if server is None or server.pid or self.stopping or now < server.restart_at:
+        if server is None or self.stopping or not self.embedded_life.due(now):
             return
         try:
-            server.start()
+            self.embedded_life.spawned(server.start(), now)
         except (EmbeddedServerError, OSError) as exc:
             raise FatalError(f"embedded gearmand cannot be restarted: {exc}") from exc
 
@@ -991,10 +935,10 @@ class Supervisor:
             return
         if not self.ready and not self.stopping and self._all_registered():
             self.ready = True
-            self.notifier.ready(summary(self))
+            self.notifier.ready(summary(self.snapshot()))
             self._next_status = now + STATUS_INTERVAL
         if now >= self._next_status:
-            self.notifier.status(summary(self))
+            self.notifier.status(summary(self.snapshot()))
             self._next_status = now + STATUS_INTERVAL
         if self.notifier.watchdog_interval and now >= self._next_watchdog:
             self.notifier.watchdog()
@@ -1011,11 +955,11 @@ class Supervisor:
         for slot in self.slots:
             if set(slot.spec.functions) <= broken:
                 continue  # its file fails to load: logged, retried, not worth holding up READY
-            if slot.state == RUNNING:
-                view = self.scoreboard.read(slot.index)
-                if view.state not in ("idle", "busy") or view.servers_connected < wanted:
-                    return False
-            elif slot.failures == 0:
+            if slot.state is ProcessState.REGISTERED or (slot.code_loaded and not wanted):
+                continue
+            if slot.state.alive:
+                return False
+            if slot.failures == 0:
                 return False
         return True
 
@@ -1051,7 +995,7 @@ class Supervisor:
         ``later`` answers it (a reload answers once its outcome is known)."""
         command = request["command"]
         if command == "status":
-            return {"ok": True, **build_status(self)}
+            return {"ok": True, **build_status(self.snapshot())}
         if command == "reload":
             if self.stopping:
                 return {"ok": False, "error": "the supervisor is stopping"}
@@ -1073,6 +1017,25 @@ class Supervisor:
             )
             return {"ok": True, "processes": count}
         return {"ok": False, "error": f"unknown command {command!r}"}
+
+    def snapshot(self) -> Snapshot:
+        """What status, metrics and systemd's STATUS= show, read now."""
+        return take_snapshot(
+            pid=self.pid,
+            started_at=self.started_at,
+            config_path=str(self.config.path) if self.config.path else None,
+            servers=self.config.servers,
+            servers_up=self.servers_up,
+            planned=self.slots,
+            live=self.children(),
+            loaded=self.loaded,
+            totals=self.totals,
+            scoreboard=self.scoreboard,
+            served=self.catalog.files,
+            broken=self.catalog.broken,
+            restarts=self.restarts,
+            stopping=self.stopping,
+        )
 
     def _add_totals(self, index: int) -> None:
         """Keep the job counters of a process that is gone (its scoreboard slot is reused)."""
@@ -1115,7 +1078,7 @@ class Supervisor:
         return self.slots + self.draining + extra
 
     def _stopping_slots(self) -> list[Slot]:
-        return [s for s in self._all_slots() if s.state == STOPPING]
+        return [s for s in self._all_slots() if s.state is ProcessState.STOPPING]
 
     def children(self) -> list[Slot]:
         return [s for s in self._all_slots() if s.pid]
