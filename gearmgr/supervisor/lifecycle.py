@@ -215,6 +215,7 @@ class Lifecycle:
     def _next_start(self, now: float, clean: bool, productive: bool) -> float:
         uptime = now - self.started_at
         self.pid = 0
+        self.code_loaded = False
         if clean or (uptime >= STABLE_AFTER and productive):
             self.failures = 0 if clean else 1
         else:

@@ -77,3 +77,20 @@ def fork(
         except OSError:
             pass  # it did so itself already, or is gone already
     return pid
+
+
+def describe_exit(status: int, killed_by_us: bool = False) -> str:
+    """A wait status in words: 'exited with status 3', 'killed by SIGKILL'."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        text = f"killed by {name}"
+        if os.WCOREDUMP(status):
+            text += " (core dumped)"
+        if sig == signal.SIGKILL and not killed_by_us:
+            text += " (perhaps out of memory?)"
+        return text
+    return f"exited with status {os.WEXITSTATUS(status)}"
