@@ -1,22 +1,9 @@
-"""Unit tests: the process plan (GearmanManager's formula) and the slot state machine."""
+"""Unit tests: the process plan (GearmanManager's formula)."""
 
 from __future__ import annotations
 
-import itertools
-
-import pytest
-
 from gearmgr.config import config_from_dict
 from gearmgr.supervisor.plan import make_plan
-from gearmgr.supervisor.slot import (
-    BACKOFF,
-    BACKOFF_MAX,
-    RUNNING,
-    STABLE_AFTER,
-    WAITING,
-    Slot,
-    backoff_delay,
-)
 
 FUNCS = ["a", "b", "c"]
 
@@ -67,47 +54,3 @@ def test_per_function_limits_and_shared_process_limits():
 
 def test_no_functions_no_processes():
     assert keys({"count": 4}, functions=[]) == []
-
-
-def test_first_quick_death_restarts_at_once_then_backs_off():
-    slot = Slot(make_plan(config_from_dict({}), ["a"])[0], index=0)
-    now = 100.0
-    delays = []
-    for _ in range(6):
-        assert slot.due(now)
-        slot.started(pid=1, now=now)
-        assert slot.state == RUNNING and not slot.due(now)
-        now += 0.1  # dies quickly
-        delays.append(slot.exited(now, clean=False))
-        assert slot.state in (WAITING, BACKOFF)
-        assert not slot.due(now) or delays[-1] == 0
-        now = slot.next_start
-    assert delays[0] == 0
-    assert all(later > earlier for earlier, later in itertools.pairwise(delays[1:]))
-
-
-@pytest.mark.parametrize("failures", [20, 50, 100])
-def test_backoff_is_capped(failures: int):
-    assert backoff_delay(failures) <= BACKOFF_MAX * 1.1
-
-
-def test_stable_run_resets_the_backoff():
-    slot = Slot(make_plan(config_from_dict({}), ["a"])[0], index=0)
-    now = 0.0
-    for _ in range(5):
-        slot.started(1, now)
-        now += 0.1
-        slot.exited(now, clean=False)
-        now = slot.next_start
-    assert slot.failures == 5
-    slot.started(1, now)
-    assert slot.exited(now + STABLE_AFTER + 1, clean=False) == 0
-    assert slot.failures == 1
-
-
-def test_clean_recycle_restarts_at_once_and_clears_failures():
-    slot = Slot(make_plan(config_from_dict({}), ["a"])[0], index=0)
-    slot.failures = 4
-    slot.started(1, 10.0)
-    assert slot.exited(10.5, clean=True) == 0
-    assert slot.failures == 0 and slot.due(10.5)

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import logging
 import socket
-import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import (
@@ -25,31 +23,28 @@ from prometheus_client.core import (
 )
 
 from gearmgr.ops.listener import Listener, Reply
-from gearmgr.ops.status import function_stats, processes
 from gearmgr.scoreboard import BUCKETS
+from gearmgr.supervisor.snapshot import Snapshot
 from gearmgr.worker.loop import split_address
-
-if TYPE_CHECKING:
-    from gearmgr.supervisor.arbiter import Supervisor
 
 log = logging.getLogger("gearmgr.metrics")
 
 
 class SupervisorCollector:
-    """Reads the supervisor's state when Prometheus scrapes."""
+    """Reads a snapshot of the supervisor when Prometheus scrapes."""
 
-    def __init__(self, supervisor: Supervisor) -> None:
-        self.sup = supervisor
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.snapshot = snapshot
 
     def collect(self) -> Iterator[object]:
-        sup = self.sup
+        snap = self.snapshot()
         jobs = CounterMetricFamily(
             "gearmgr_jobs", "Jobs run, by function and outcome", labels=["function", "outcome"]
         )
         durations = HistogramMetricFamily(
             "gearmgr_job_duration_seconds", "Time spent running jobs", labels=["function"]
         )
-        for name, st in sorted(function_stats(sup).items()):
+        for name, st in sorted(snap.function_stats.items()):
             jobs.add_metric([name, "complete"], st.done)
             jobs.add_metric([name, "fail"], st.failed)
             cumulative, buckets = 0, []
@@ -65,7 +60,7 @@ class SupervisorCollector:
             "Worker processes replaced, by function (or 'all' for shared processes) and reason",
             labels=["function", "reason"],
         )
-        for (group, reason), n in sorted(sup.restarts.items()):
+        for (group, reason), n in sorted(snap.restarts.items()):
             restarts.add_metric([group, reason], n)
         yield restarts
         workers = GaugeMetricFamily(
@@ -77,17 +72,17 @@ class SupervisorCollector:
             "gearmgr_worker_rss_bytes", "Resident memory of each worker process", labels=["slot"]
         )
         counts: dict[tuple[str, str], int] = {}
-        for name in sup.catalog.files:
+        for name in snap.served:
             for state in ("idle", "busy", "stopping"):
                 counts[(name, state)] = 0
         seen: set[str] = set()
-        for proc in processes(sup):
-            for name in proc["functions"]:
-                key = (name, proc["state"])
+        for proc in snap.processes:
+            for name in proc.functions:
+                key = (name, proc.state)
                 counts[key] = counts.get(key, 0) + 1
-            if proc["key"] not in seen:  # one series per slot, also while a replacement starts
-                seen.add(proc["key"])
-                rss.add_metric([proc["key"]], proc["rss"])
+            if proc.key not in seen:  # one series per slot, also while a replacement starts
+                seen.add(proc.key)
+                rss.add_metric([proc.key], proc.rss)
         for (name, state), n in sorted(counts.items()):
             workers.add_metric([name, state], n)
         yield workers
@@ -95,17 +90,17 @@ class SupervisorCollector:
         yield GaugeMetricFamily(
             "gearmgr_uptime_seconds",
             "Seconds since the supervisor started",
-            value=time.time() - sup.started_at,
+            value=snap.uptime,
         )
 
 
 class MetricsServer(Listener):
     """A minimal HTTP/1.0 endpoint: every GET answers the metrics, then closes."""
 
-    def __init__(self, address: str, collector_of: Callable[[], SupervisorCollector]) -> None:
+    def __init__(self, address: str, collector: SupervisorCollector) -> None:
         host, port = split_address(address, default_port=9090)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(collector_of())  # type: ignore[arg-type]
+        self.registry.register(collector)  # type: ignore[arg-type]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

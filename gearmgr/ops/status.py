@@ -1,32 +1,15 @@
-"""The supervisor's status: built from the slots and the scoreboard, shown as JSON or a table."""
+"""The supervisor's status: a Snapshot (supervisor/snapshot.py) shown as JSON or a table."""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gearmgr.scoreboard import FunctionStats
 from gearmgr.supervisor.plan import SHARED
-from gearmgr.supervisor.slot import RUNNING, STOPPING
+from gearmgr.supervisor.snapshot import Snapshot
 from gearmgr.units import format_duration
 from gearmgr.words import plural
-
-if TYPE_CHECKING:
-    from gearmgr.supervisor.arbiter import Supervisor
-
-
-def function_stats(sup: Supervisor) -> dict[str, FunctionStats]:
-    """Job counters per function: processes that exited plus the running ones. A function
-    whose worker file was removed keeps its counters: they are the supervisor's history."""
-    out = {name: FunctionStats() for name in sup.catalog.files}
-    out.update(sup.totals)
-    for slot in sup.children():
-        order = sup.loaded.get(slot.index, [])
-        stats = sup.scoreboard.read(slot.index, len(order)).function_stats
-        for name, st in zip(order, stats, strict=False):
-            out[name] = out.get(name, FunctionStats()) + st
-    return out
-
 
 #: Longest time one ``status`` request spends reading worker processes' USS (psutil reads
 #: /proc/PID/smaps_rollup, a fraction of a millisecond for a worker), so that the loop it runs
@@ -55,43 +38,37 @@ def unique_memory(pids: list[int], budget: float = USS_BUDGET) -> dict[int, int 
     return {pid: _uss_cache.get(pid, (0.0, None))[1] for pid in pids}
 
 
-def processes(sup: Supervisor, memory: bool = False) -> list[dict[str, Any]]:
+def processes(snap: Snapshot, memory: bool = False) -> list[dict[str, Any]]:
     """Every live worker process, as ``status`` shows it; with ``memory``, its USS too."""
-    now_wall, now = time.time(), time.monotonic()
-    out: list[dict[str, Any]] = []
-    for slot in sup.children():
-        order = sup.loaded.get(slot.index, [])
-        view = sup.scoreboard.read(slot.index)
-        state = "stopping" if slot.state == STOPPING else view.state
-        if state not in ("idle", "busy", "stopping"):
-            state = "idle"  # starting: forked, not yet registered
-        out.append(
-            {
-                "pid": slot.pid,
-                "key": slot.key,
-                "functions": order or list(slot.spec.functions),
-                "state": state,
-                "jobs": view.jobs_done,
-                "jobs_failed": view.jobs_failed,
-                "rss": view.rss,
-                "started": now_wall - (now - slot.started_at),
-                "servers_connected": view.servers_connected,
-            }
-        )
+    out: list[dict[str, Any]] = [
+        {
+            "pid": p.pid,
+            "key": p.key,
+            "functions": list(p.functions),
+            "state": p.state,
+            "jobs": p.jobs,
+            "jobs_failed": p.jobs_failed,
+            "rss": p.rss,
+            "started": p.started,
+            "servers_connected": p.servers_connected,
+        }
+        for p in snap.processes
+    ]
     if memory:
-        uss = unique_memory([slot.pid for slot in sup.children()])
+        uss = unique_memory([p.pid for p in snap.processes])
         for proc in out:
             proc["uss"] = uss.get(proc["pid"])
     return out
 
 
-def build_status(sup: Supervisor) -> dict[str, Any]:
+def build_status(snap: Snapshot) -> dict[str, Any]:
     """The object of ``gearmgr status --json`` (SPEC.md), plus restarts by reason."""
     functions: dict[str, dict[str, Any]] = {}
-    stats = function_stats(sup)
+    stats = snap.function_stats
+    served = set(snap.served)
     # Restarts are kept by group: a function's name, or SHARED for the count processes. A
     # function that is no longer served keeps its line (and its counters): the history stays.
-    names = set(stats) | {group for group, _ in sup.restarts if group != SHARED}
+    names = set(stats) | {group for group, _ in snap.restarts if group != SHARED}
     for name in sorted(names):
         st = stats.get(name, FunctionStats())
         functions[name] = {
@@ -99,47 +76,42 @@ def build_status(sup: Supervisor) -> dict[str, Any]:
             "jobs_done": st.done,
             "jobs_failed": st.failed,
             "restarts": {},
-            "removed": name not in sup.catalog.files,
+            "removed": name not in served,
         }
     restarts: dict[str, dict[str, int]] = {}
-    for (group, reason), n in sorted(sup.restarts.items()):
+    for (group, reason), n in sorted(snap.restarts.items()):
         restarts.setdefault(group, {})[reason] = n
         if group in functions:
             functions[group]["restarts"] = restarts[group]
-    procs = processes(sup, memory=True)
+    procs = processes(snap, memory=True)
     for proc in procs:
         for name in proc["functions"]:
             if name in functions:
                 functions[name]["processes"] += 1
     # As the supervisor's last check saw them (every few seconds): asking here would block the
     # loop on a server that does not answer.
-    servers = [
-        {"address": address, "connected": sup.servers_up.get(address, False)}
-        for address in sup.config.servers
-    ]
+    servers = [{"address": address, "connected": up} for address, up in snap.servers]
     return {
-        "pid": sup.pid,
-        "uptime": time.time() - sup.started_at,
-        "config": str(sup.config.path) if sup.config.path else None,
+        "pid": snap.pid,
+        "uptime": snap.uptime,
+        "config": snap.config_path,
         "servers": servers,
         "processes": procs,
         "functions": functions,
         "restarts": restarts,
-        "stopping": sup.stopping,
+        "stopping": snap.stopping,
     }
 
 
-def summary(sup: Supervisor) -> str:
+def summary(snap: Snapshot) -> str:
     """One line for systemd's STATUS=."""
-    procs = processes(sup)
-    busy = sum(1 for p in procs if p["state"] == "busy")
-    done = sum(st.done + st.failed for st in function_stats(sup).values())
-    waiting = sum(1 for s in sup.slots if s.state != RUNNING)
-    text = f"{plural(len(procs), 'process')} ({busy} busy), {plural(done, 'job')} done"
-    if waiting:
-        text += f", {waiting} waiting to start"
-    if sup.catalog.broken:
-        text += f", broken: {','.join(sorted(sup.catalog.broken))}"
+    busy = sum(1 for p in snap.processes if p.state == "busy")
+    done = sum(st.done + st.failed for st in snap.function_stats.values())
+    text = f"{plural(len(snap.processes), 'process')} ({busy} busy), {plural(done, 'job')} done"
+    if snap.waiting:
+        text += f", {snap.waiting} waiting to start"
+    if snap.broken:
+        text += f", broken: {','.join(snap.broken)}"
     return text
 
 

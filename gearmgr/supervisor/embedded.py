@@ -67,10 +67,7 @@ class EmbeddedServer:
         self.queue_file = state_dir / "gearmgr-queue.sqlite"
         self.pid_file = state_dir / "gearmgr-gearmand.pid"
         self.log_file = state_dir / "gearmgr-gearmand.log"
-        self.pid = 0
-        self.started_at = 0.0  # monotonic
-        self.failures = 0  # quick deaths in a row
-        self.restart_at = 0.0
+        self.pid = 0  # its restarts are the supervisor's, with lifecycle.Lifecycle
 
     def command(self) -> list[str]:
         return [
@@ -105,7 +102,6 @@ class EmbeddedServer:
                 preexec_fn=set_parent_death_signal,
             )
         self.pid = proc.pid
-        self.started_at = time.monotonic()
         proc.returncode = 0  # the supervisor reaps it itself; keep subprocess from trying
         return self.pid
 

@@ -8,15 +8,41 @@ GearmanManager starts no dedicated processes when ``count`` > 0 and ``dedicated_
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, replace
+import random
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 from gearmgr.config import Config, FunctionSettings
+from gearmgr.worker.spec import WorkerSpec
 
 SHARED = "all"
 #: The most processes one supervisor plans; its scoreboard keeps room beyond this for processes
 #: that drain while their replacements start.
 MAX_PROCESSES = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one process is held to: its recycling limits and its stop grace. How many
+    processes a function gets is the plan's business, not a process's limit: changing
+    dedicated_count adds or drains processes and leaves the running ones alone."""
+
+    max_jobs: int = 0
+    max_lifetime: float = 0.0  # seconds
+    lifetime_jitter: float = 0.0  # seconds
+    max_memory: int = 0  # bytes
+    graceful_timeout: float = 30.0  # seconds
+
+    @classmethod
+    def of(cls, settings: FunctionSettings) -> Limits:
+        return cls(
+            settings.max_jobs,
+            settings.max_lifetime,
+            settings.lifetime_jitter,
+            settings.max_memory,
+            settings.graceful_timeout,
+        )
 
 
 @dataclass(frozen=True)
@@ -26,7 +52,7 @@ class ProcessSpec:
 
     key: str
     functions: tuple[str, ...]
-    limits: FunctionSettings  # recycling limits of the process
+    limits: Limits
     timeouts: tuple[tuple[str, float], ...]  # per-function job timeout, seconds (0 = none)
 
     @property
@@ -45,19 +71,38 @@ def make_plan(config: Config, functions: Iterable[str]) -> list[ProcessSpec]:
     shared = tuple(n for n in names if not config.function(n).dedicated_only)
     if config.count > 0 and shared:
         timeouts = tuple((n, config.function(n).timeout) for n in shared)
-        limits = _process_limits(config.defaults)
+        limits = Limits.of(config.defaults)
         for i in range(config.count):
             plan.append(ProcessSpec(f"{SHARED}#{i}", shared, limits, timeouts))
     for name in names:
         settings = config.function(name)
-        limits = _process_limits(settings)
+        limits = Limits.of(settings)
         for i in range(settings.dedicated_count):
             plan.append(ProcessSpec(f"{name}#{i}", (name,), limits, ((name, settings.timeout),)))
     return plan
 
 
-def _process_limits(settings: FunctionSettings) -> FunctionSettings:
-    """What a process is held to. How many processes a function gets is the plan's business,
-    not a process's limit: changing dedicated_count adds or drains processes and leaves the
-    running ones alone."""
-    return replace(settings, dedicated_count=1, dedicated_only=False)
+def worker_spec(
+    spec: ProcessSpec,
+    files: Mapping[str, Path],
+    servers: tuple[str, ...],
+    slot: int,
+    jitter: Callable[[float, float], float] = random.uniform,
+) -> WorkerSpec:
+    """The whole of what the process that fills ``spec`` runs: ``files`` are the worker files
+    it is to load (the functions whose file is known broken already left out); the lifetime's
+    jitter is drawn here, once per process."""
+    limits = spec.limits
+    lifetime = limits.max_lifetime
+    if lifetime and limits.lifetime_jitter:
+        lifetime += jitter(0, limits.lifetime_jitter)
+    return WorkerSpec(
+        key=spec.key,
+        files=tuple(sorted(files.items())),
+        servers=servers,
+        timeouts=spec.timeouts,
+        max_jobs=limits.max_jobs,
+        max_lifetime=lifetime,
+        max_memory=limits.max_memory,
+        slot=slot,
+    )

@@ -23,6 +23,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gearmgr.supervisor.spawner import fork
 from gearmgr.units import parse_address
 
 log = logging.getLogger("gearmgr.supervisor")
@@ -213,31 +214,26 @@ class ServerProbe:
             r, w = os.pipe()
         except OSError:
             return
+
+        def run() -> int:
+            os.close(r)
+            out: dict[str, object] = {}
+            for address in names:
+                host, port = parse_address(address)
+                try:
+                    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+                    out[address] = [int(info[0]), list(info[4])]
+                except (OSError, UnicodeError):
+                    out[address] = None
+            os.write(w, json.dumps(out).encode()[:60000])
+            return 0
+
         try:
-            pid = os.fork()
+            pid = fork(run, what="the job servers' resolver", in_child=self._in_child)
         except OSError:
             os.close(r)
             os.close(w)
             return
-        if pid == 0:  # the child: resolve, write, leave
-            code = 0
-            try:
-                os.close(r)
-                if self._in_child is not None:
-                    self._in_child()
-                out: dict[str, object] = {}
-                for address in names:
-                    host, port = parse_address(address)
-                    try:
-                        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-                        out[address] = [int(info[0]), list(info[4])]
-                    except (OSError, UnicodeError):
-                        out[address] = None
-                os.write(w, json.dumps(out).encode()[:60000])
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
         os.close(w)
         os.set_blocking(r, False)
         self._resolving = _Resolving(pid, r, now + RESOLVE_TIMEOUT)

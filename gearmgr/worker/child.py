@@ -11,14 +11,13 @@ import ctypes
 import logging
 import os
 import signal
-import socket
-from pathlib import Path
 
 from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
 from gearmgr.logs import redirect_stdio, set_label
 from gearmgr.scoreboard import EXIT_REASON, REASON_NO_FUNCTIONS, Scoreboard
 from gearmgr.worker.loop import Worker
+from gearmgr.worker.spec import WorkerSpec
 
 log = logging.getLogger("gearmgr.worker")
 PR_SET_PDEATHSIG = 1
@@ -54,52 +53,42 @@ def set_title(title: str) -> None:
         pass
 
 
-def run_child(
-    *,
-    functions: dict[str, Path],
-    servers: tuple[str, ...],
-    timeouts: dict[str, float],
-    max_jobs: int,
-    max_lifetime: float,
-    max_memory: int,
-    scoreboard: Scoreboard,
-    slot: int,
-    parent_pid: int,
-    key: str,
-) -> int:
-    """Load the worker files and serve; returns the process's exit code."""
+def run_child(spec: WorkerSpec, scoreboard: Scoreboard, parent_pid: int) -> int:
+    """Load the worker files of ``spec`` and serve; returns the process's exit code."""
     set_parent_death_signal()
     if os.getppid() != parent_pid:
         return 0
+    names = ",".join(spec.functions)
     redirect_stdio()  # print() and tracebacks of worker code go where the log goes
-    set_label(f"worker {','.join(sorted(functions))}")
-    set_title(f"gearmgr: worker {','.join(sorted(functions))} [starting]")
+    set_label(f"worker {names}")
+    set_title(f"gearmgr: worker {names} [starting]")
     handlers = {}
     # A worker file whose import hangs must not leave a process that never registers: SIGALRM's
     # default action ends it, the supervisor logs the signal and backs the slot off.
     signal.alarm(IMPORT_TIMEOUT)
-    for name, path in sorted(functions.items()):
+    for name, path in spec.files:
         try:
             handlers[name] = load_handler(name, path)
         except WorkerLoadError as exc:
-            log.error("function %s left out of %s: %s", name, key, exc)
+            log.error("function %s left out of %s: %s", name, spec.key, exc)
     signal.alarm(0)
+    slot = spec.slot
     if not handlers:
         scoreboard.words[scoreboard.base(slot) + EXIT_REASON] = REASON_NO_FUNCTIONS
         return ExitCode.NO_FUNCTIONS
     worker = Worker(
-        servers,
+        spec.servers,
         handlers,
-        client_id=f"{socket.gethostname()}:{os.getpid()}:{key}",
-        timeouts=timeouts,
-        max_jobs=max_jobs,
-        max_lifetime=max_lifetime,
-        max_memory=max_memory,
+        client_id=spec.client_id(),
+        timeouts=dict(spec.timeouts),
+        max_jobs=spec.max_jobs,
+        max_lifetime=spec.max_lifetime,
+        max_memory=spec.max_memory,
         scoreboard=scoreboard,
         slot=slot,
         parent_pid=parent_pid,
         title=set_title,
-        counters=sorted(functions),
+        counters=list(spec.functions),
         stop_on_sigint=False,
     )
     code = worker.run()

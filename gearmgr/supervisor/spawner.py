@@ -1,0 +1,96 @@
+"""The one way the supervisor forks: a worker process, or a throwaway helper (the probe's
+resolver). Signals are blocked across fork() so that no handler of the supervisor runs in the
+child before it has reset them; the child gets its own process group (set in the child and in
+the parent, so no signal to the group can come too early) so that whatever it forks goes with
+it; stdin is /dev/null, not the terminal's (a background group reading it would stop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from gearmgr.logs import flush_logs
+
+log = logging.getLogger("gearmgr.supervisor")
+
+#: The signals the supervisor handles (recorded for its loop); blocked across every fork.
+HANDLED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGCHLD,
+)
+
+
+def stdin_to_devnull() -> None:
+    """Runs in a child, right after fork."""
+    try:
+        fd = os.open(os.devnull, os.O_RDONLY)
+    except OSError:
+        return
+    if fd != 0:
+        os.dup2(fd, 0)
+        os.close(fd)
+
+
+def fork(
+    run: Callable[[], int],
+    *,
+    what: str,
+    in_child: Callable[[], None] | None = None,
+    own_group: bool = True,
+) -> int:
+    """Fork a child that sets itself up, calls ``in_child`` (the supervisor's own descriptors
+    and signal state dropped), then ``run()``, and exits with what it returns (1 if it raises:
+    logged as ``what`` crashed). Returns the child's pid; raises OSError if fork() fails."""
+    flush_logs()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    try:
+        pid = os.fork()
+    except OSError:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
+    if pid == 0:  # the child: never returns
+        code = 1
+        try:
+            if own_group:
+                os.setpgid(0, 0)
+            stdin_to_devnull()
+            if in_child is not None:
+                in_child()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            code = run()
+        except BaseException:
+            log.exception("%s crashed", what)
+        finally:
+            flush_logs()
+            os._exit(code)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if own_group:
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # it did so itself already, or is gone already
+    return pid
+
+
+def describe_exit(status: int, killed_by_us: bool = False) -> str:
+    """A wait status in words: 'exited with status 3', 'killed by SIGKILL'."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = f"signal {sig}"
+        text = f"killed by {name}"
+        if os.WCOREDUMP(status):
+            text += " (core dumped)"
+        if sig == signal.SIGKILL and not killed_by_us:
+            text += " (perhaps out of memory?)"
+        return text
+    return f"exited with status {os.WEXITSTATUS(status)}"

@@ -1,0 +1,90 @@
+"""Unit tests of the snapshot (supervisor/snapshot.py) and of what status and metrics make of
+it: no supervisor, no fork, no socket; a scoreboard in memory."""
+
+from __future__ import annotations
+
+from gearmgr import scoreboard as sb
+from gearmgr.config import config_from_dict
+from gearmgr.ops.metrics import SupervisorCollector
+from gearmgr.ops.status import build_status, format_status, summary
+from gearmgr.supervisor.lifecycle import ExitReason, Slot
+from gearmgr.supervisor.plan import make_plan
+from gearmgr.supervisor.snapshot import Snapshot, take_snapshot
+
+
+def snap_of(board: sb.Scoreboard, slots: list[Slot], **kw) -> Snapshot:
+    args = dict(
+        pid=1,
+        started_at=0.0,
+        config_path=None,
+        servers=("127.0.0.1:4730",),
+        servers_up={"127.0.0.1:4730": True},
+        planned=slots,
+        live=[s for s in slots if s.pid],
+        loaded={s.index: list(s.spec.functions) for s in slots if s.pid},
+        totals={"a": sb.FunctionStats(done=5, failed=1)},
+        scoreboard=board,
+        served=("a", "b"),
+        broken=(),
+        restarts={("a", "max_jobs"): 2},
+        stopping=False,
+    )
+    args.update(kw)
+    return take_snapshot(**args)  # type: ignore[arg-type]
+
+
+def slots_for(board: sb.Scoreboard) -> list[Slot]:
+    plan = make_plan(config_from_dict({}), ["a", "b"])
+    slots = [Slot(spec, i) for i, spec in enumerate(plan)]
+    slots[0].spawned(100, 0.0)
+    w, base = board.words, board.base(0)
+    w[base + sb.STATE] = sb.BUSY
+    w[base + sb.JOBS_DONE] = 3
+    w[base + sb.FUNC_BASE + sb.F_DONE] = 3
+    w[base + sb.SERVERS_CONNECTED] = 1
+    return slots  # b#0 waits to start
+
+
+def test_snapshot_adds_exited_and_live_counters_and_counts_waiting():
+    board = sb.Scoreboard(4)
+    snap = snap_of(board, slots_for(board))
+    assert snap.function_stats["a"].done == 8 and snap.function_stats["a"].failed == 1
+    assert snap.function_stats["b"].done == 0
+    assert [(p.pid, p.key, p.state, p.jobs) for p in snap.processes] == [(100, "a#0", "busy", 3)]
+    assert snap.waiting == 1 and snap.uptime > 0
+
+
+def test_a_process_being_stopped_shows_stopping_and_a_starting_one_idle():
+    board = sb.Scoreboard(4)
+    slots = slots_for(board)
+    slots[1].spawned(101, 0.0)  # scoreboard still empty: importing its code
+    slots[0].stop(1.0, 30, ExitReason.RELOAD)
+    states = {p.key: p.state for p in snap_of(board, slots).processes}
+    assert states == {"a#0": "stopping", "b#0": "idle"}
+
+
+def test_status_and_its_table_read_the_snapshot_alone():
+    board = sb.Scoreboard(4)
+    snap = snap_of(board, slots_for(board), restarts={("a", "max_jobs"): 2, ("gone", "crash"): 1})
+    status = build_status(snap)
+    assert status["functions"]["a"] == {
+        "processes": 1,
+        "jobs_done": 8,
+        "jobs_failed": 1,
+        "restarts": {"max_jobs": 2},
+        "removed": False,
+    }
+    assert status["functions"]["gone"]["removed"]
+    assert status["servers"] == [{"address": "127.0.0.1:4730", "connected": True}]
+    assert "a#0" not in format_status(status) and "max_jobs=2" in format_status(status)
+    assert summary(snap) == "1 process (1 busy), 9 jobs done, 1 waiting to start"
+
+
+def test_metrics_collect_from_a_snapshot_callable():
+    board = sb.Scoreboard(4)
+    snap = snap_of(board, slots_for(board))
+    families = {f.name: f for f in SupervisorCollector(lambda: snap).collect()}  # type: ignore[attr-defined]
+    jobs = {tuple(s.labels.values()): s.value for s in families["gearmgr_jobs"].samples}
+    assert jobs[("a", "complete")] == 8
+    workers = {tuple(s.labels.values()): s.value for s in families["gearmgr_workers"].samples}
+    assert workers[("a", "busy")] == 1 and workers[("b", "idle")] == 0
