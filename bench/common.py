@@ -26,11 +26,13 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 PY = sys.executable
 
 sys.path.insert(0, str(ROOT))
+from gearmgr.units import parse_address  # noqa: E402
+from gearmgr.wire.admin import Admin  # noqa: E402
 from gearmgr.wire.protocol import PacketType, encode  # noqa: E402
+from tests import support  # noqa: E402
 from tests.support import children_of as _children_of  # noqa: E402
 from tests.support import free_port  # noqa: E402 - re-exported for the bench scripts
 
@@ -42,7 +44,7 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def which(name: str) -> str:
-    exe = shutil.which(name, path=SBIN_PATH)
+    exe = support.which(name)
     if not exe:
         sys.exit(f"bench: {name} is not installed: run bench/setup.sh")
     return exe
@@ -51,14 +53,8 @@ def which(name: str) -> str:
 def wait_for(
     pred: Callable[[], object], timeout: float = 15.0, interval: float = 0.005, what: str = ""
 ):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what or pred}")
-        time.sleep(interval)
+    """tests.support's poll, raising TimeoutError, with the benchmarks' shorter interval."""
+    return support.wait_for(pred, timeout, interval, what, error=TimeoutError)
 
 
 def workdir(prefix: str = "gearmgr-bench-") -> Path:
@@ -150,7 +146,7 @@ def machine() -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "gearmand": out(which("gearmand"), "--version").splitlines()[0]
-        if shutil.which("gearmand", path=SBIN_PATH)
+        if support.which("gearmand")
         else "",
         "php": out("php", "-r", 'echo PHP_VERSION, " gearman ", phpversion("gearman");')
         if shutil.which("php")
@@ -244,7 +240,7 @@ class Gearmand:
         self.port = free_port()
         self.threads = threads
         self.proc: subprocess.Popen[bytes] | None = None
-        self._admin: socket.socket | None = None
+        self._admin = Admin(self.address, timeout=5)
 
     @property
     def address(self) -> str:
@@ -280,34 +276,14 @@ class Gearmand:
             self.admin("version")
             return True
         except OSError:
-            self._admin = None
             return False
 
     def admin(self, command: str) -> list[str]:
-        """One text admin command over a kept-open connection."""
-        if self._admin is None:
-            self._admin = socket.create_connection(("127.0.0.1", self.port), timeout=5)
-        s = self._admin
-        s.sendall(command.encode() + b"\n")
-        single = command.split()[0] in ("version", "getpid", "verbose", "maxqueue", "cancel")
-        buf = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                self._admin = None
-                raise ConnectionError("gearmand closed the admin connection")
-            buf += chunk
-            if single and buf.endswith(b"\n"):
-                return buf.decode().splitlines()
-            if buf == b".\n" or buf.endswith(b"\n.\n"):
-                return buf.decode().splitlines()[:-1]
+        """One text admin command over a kept-open connection (reopened after an error)."""
+        return support.admin_lines(self._admin, command)
 
     def status(self) -> dict[str, tuple[int, int, int]]:
-        out = {}
-        for line in self.admin("status"):
-            fn, total, running, workers = line.split("\t")
-            out[fn] = (int(total), int(running), int(workers))
-        return out
+        return support.status_of(self._admin)
 
     def queued(self, function: str) -> int:
         return self.status().get(function, (0, 0, 0))[0]
@@ -365,9 +341,7 @@ class Gearmand:
             time.sleep(interval)
 
     def stop(self) -> None:
-        if self._admin is not None:
-            self._admin.close()
-            self._admin = None
+        self._admin.close()
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -436,7 +410,8 @@ def worker_command(kind: str, address: str, function: str) -> tuple[list[str], d
     costs. ``gearmgr@DIR`` runs the same with DIR first on PYTHONPATH (to compare a patched copy
     of the package side by side).
     """
-    host, port = address.rsplit(":", 1)
+    host, port_number = parse_address(address)
+    port = str(port_number)
     env = dict(os.environ)
     if kind == "c":
         return [str(compile_c("cworker")), host, port, function], env

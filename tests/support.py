@@ -12,6 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from gearmgr.wire.admin import Admin
+from gearmgr.wire.client import ServerUnavailable
+
 T = TypeVar("T")
 
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
@@ -28,45 +31,57 @@ def free_port() -> int:
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    what: str = "",
+    error: type[Exception] = AssertionError,
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    """Poll ``predicate`` until it returns something truthy; after ``timeout``, raise ``error``
+    (the test fails)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+            raise error(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
 
 
+# The admin commands whose answer is one line; the others end with a line holding ".".
+SINGLE_LINE_COMMANDS = ("version", "getpid", "verbose", "maxqueue", "cancel")
+
+
+def admin_lines(conn: Admin, command: str) -> list[str]:
+    """One text admin command over ``conn`` (gearmgr's own admin client): its answer's lines,
+    without the final ``.``. ConnectionError when the server cannot be reached."""
+    single = command.split()[0] in SINGLE_LINE_COMMANDS
+    try:
+        return conn.command(command, expect_list=not single)
+    except ServerUnavailable as exc:
+        raise ConnectionError(str(exc)) from exc
+
+
 def admin(port: int, command: str, timeout: float = 5.0) -> list[str]:
-    """Send one text admin command to gearmand and return its answer's lines."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(command.encode() + b"\n")
-        buf = b""
-        single = command.split()[0] in ("version", "getpid", "verbose", "maxqueue", "cancel")
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-            if single and b"\n" in buf:
-                break
-            if buf == b".\n" or buf.endswith(b"\n.\n"):
-                break
-    lines = buf.decode().splitlines()
-    return lines if single else lines[:-1]
+    """Send one text admin command to the gearmand on ``port`` and return its answer's lines."""
+    with Admin(f"127.0.0.1:{port}", timeout) as conn:
+        return admin_lines(conn, command)
+
+
+def status_of(conn: Admin) -> dict[str, tuple[int, int, int]]:
+    """``status`` as {function: (total, running, workers)}; ConnectionError if unreachable."""
+    try:
+        rows = conn.status()
+    except ServerUnavailable as exc:
+        raise ConnectionError(str(exc)) from exc
+    return {row.function: (row.total, row.running, row.workers) for row in rows}
 
 
 def function_status(port: int) -> dict[str, tuple[int, int, int]]:
-    """``status`` as {function: (total, running, workers)}."""
-    out = {}
-    for line in admin(port, "status"):
-        fn, total, running, workers = line.split("\t")
-        out[fn] = (int(total), int(running), int(workers))
-    return out
+    """``status`` of the gearmand on ``port`` as {function: (total, running, workers)}."""
+    with Admin(f"127.0.0.1:{port}") as conn:
+        return status_of(conn)
 
 
 class Gearmand:

@@ -1,4 +1,4 @@
-"""Loading and validating gearmgr.yaml (gearmgr/config.py): what users write and what they read."""
+"""Loading and validating gearmgr.yaml (gearmgr/config/): what users write and what they read."""
 
 from __future__ import annotations
 

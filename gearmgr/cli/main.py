@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 
-from gearmgr.config import Config, ConfigError, find_config_path, load_config
+from gearmgr.cli.argtypes import seconds
+from gearmgr.config import ENV_VAR, Config, ConfigError, find_config_path, load_config
 from gearmgr.errors import ExitCode
 
 
@@ -21,17 +22,6 @@ class _NoConfig(argparse.Action):
         )
 
 
-def seconds(text: str) -> float:
-    """argparse type of a SECONDS option: a number above zero (else a usage error, exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
-    return value
-
-
 def version() -> str:
     """gearmgr's version, from the installed package's metadata."""
     from gearmgr import __version__
@@ -41,7 +31,7 @@ def version() -> str:
 
 def load(args: argparse.Namespace, check_system: bool = True) -> Config:
     path = find_config_path(args.config)
-    if not args.config and not os.environ.get("GEARMGR_CONFIG") and not path.exists():
+    if not args.config and not os.environ.get(ENV_VAR) and not path.exists():
         raise ConfigError(
             "does not exist, and no config was given: pass -c FILE (or set GEARMGR_CONFIG)",
             file=str(path),

@@ -14,24 +14,13 @@ import argparse
 import os
 import sys
 
+from gearmgr.cli.argtypes import seconds, server
 from gearmgr.config import ENV_VAR, find_config_path, load_config
-from gearmgr.units import parse_address
 from gearmgr.wire.client import DEFAULT_SERVER, Client, GearmanError, JobFailed, ServerUnavailable
-
-
-def _server(text: str) -> str:
-    """argparse type of ``-s``: a ``HOST:PORT`` that parses (else a usage error, exit 2)."""
-    try:
-        parse_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``gearmgr submit`` on ``parser``."""
-    from gearmgr.cli.main import seconds
-
     parser.add_argument("function", metavar="FUNCTION", help="the function to run")
     parser.add_argument(
         "data",
@@ -57,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--server",
         dest="servers",
         metavar="HOST:PORT",
-        type=_server,
+        type=server,
         action="append",
         help="job server; repeat for failover, tried in order (default: the config's servers, "
         f"with -c FILE, $GEARMGR_CONFIG or ./gearmgr.yaml; else {DEFAULT_SERVER})",
