@@ -3,23 +3,23 @@
 Each exception is defined beside the code that raises it, on this base, so that an
 application can catch everything gearmgr raises with ``except GearmgrError``::
 
-    GearmgrError
-    +-- ConfigError            config.py      a config that cannot be used (one line; exit 2)
-    +-- FatalError             errors.py      stops the supervisor (exit ``code``: 1, or 2)
-    |   +-- PidFileError       pidfile.py     the pid file is held or cannot be written
-    |   +-- PrivilegeError     privileges.py  no such user or group; the switch failed
-    |   +-- EmbeddedServerError embedded.py   gearmand is missing or does not come up
-    +-- ControlError           control.py     the supervisor cannot be reached or refused
-    |   +-- BadRequest         control.py     a control request that is not valid (also ValueError)
-    +-- ProtocolError          protocol.py    bytes that are not the Gearman protocol
-    +-- WorkerLoadError        discovery.py   a worker file that does not load
-    +-- IniError               import_ini.py  a GearmanManager ini that cannot be read (ValueError)
-    +-- GearmanError           client.py      what a client meets
-        +-- ServerUnavailable                 no job server could be reached
-        +-- JobFailed                         the worker failed the job
-        +-- JobTimeout                        the answer did not come in time
+    GearmgrError                     (module)                  (what)
+    +-- ConfigError                  config/settings.py        a config that cannot be used
+    +-- FatalError                   errors.py                 stops the supervisor (exit code)
+    |   +-- PidFileError             ops/pidfile.py            the pid file is held or unwritable
+    |   +-- PrivilegeError           ops/privileges.py         no such user or group
+    |   +-- EmbeddedServerError      supervisor/embedded.py    gearmand missing or not coming up
+    +-- ControlError                 ops/control.py            the supervisor unreachable, refusing
+    |   +-- BadRequest               ops/control.py            an invalid control request
+    +-- ProtocolError                wire/protocol.py          bytes that are not the protocol
+    +-- WorkerLoadError              worker/loading.py         a worker file that does not load
+    +-- IniError                     cli/ini_read.py           an unreadable GearmanManager ini
+    +-- GearmanError                 wire/client.py            what a client meets
+        +-- ServerUnavailable                                  no job server could be reached
+        +-- JobFailed                                          the worker failed the job
+        +-- JobTimeout                                         the answer did not come in time
 
-``YAMLProblem`` (yamlread.py) is internal: config.py turns it into a ConfigError.
+``YAMLProblem`` (yamlread.py) is internal: the config loader turns it into a ConfigError.
 """
 
 from __future__ import annotations
