@@ -9,6 +9,7 @@ fork is :mod:`gearmgr.validation`. Their names are importable from here too, as 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,12 +55,24 @@ def discover(
             if name.startswith(("_", ".")):
                 continue
             if not name.isidentifier():
-                problems.append(f"{path}: skipped, {name!r} is not a valid function name")
+                problems.append(f"{show(path)}: skipped, {name!r} is not a valid function name")
                 continue
             if (keep and name not in keep) or name in drop:
                 continue
             if name in files:
-                problems.append(f"{path}: skipped, function {name!r} is already in {files[name]}")
+                problems.append(
+                    f"{show(path)}: skipped, function {name!r} is already in {show(files[name])}"
+                )
                 continue
-            files[name] = path.resolve()
+            try:
+                files[name] = path.resolve(strict=True)
+            except (OSError, RuntimeError) as exc:  # a symlink loop, a dangling link
+                why = "a symlink loop" if isinstance(exc, RuntimeError) else exc.strerror
+                problems.append(f"{show(path)}: skipped, it cannot be read ({why})")
     return Discovery(files, tuple(problems))
+
+
+def show(path: Path) -> str:
+    """A path for a log line or a message: a name that is not UTF-8 shows escaped, never
+    breaks the log (its bytes as \\xNN)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")

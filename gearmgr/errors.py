@@ -51,3 +51,22 @@ class FatalError(GearmgrError):
     def __init__(self, message: str, code: int = ExitCode.FATAL) -> None:
         super().__init__(message)
         self.code = int(code)
+
+
+def exception_text(exc: BaseException, limit: int = 500) -> str:
+    """``Type: message`` of any exception, safe to log, print or encode: one line, at most
+    ``limit`` characters, no lone surrogates, even when the exception's own ``__str__`` raises
+    or returns something huge."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "(its message cannot be shown)"
+    return one_line(f"{type(exc).__name__}: {message}", limit)
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """``text`` on one line (line breaks and control characters escaped), bounded, UTF-8 safe."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)

@@ -221,5 +221,10 @@ def redirect_stdio() -> None:
 
 
 def flush_logs() -> None:
+    """Flush every handler; a log that cannot be written (a full disk) loses lines, never
+    the process that writes them."""
     for handler in logging.getLogger().handlers:
-        handler.flush()
+        try:
+            handler.flush()
+        except (OSError, ValueError):
+            pass

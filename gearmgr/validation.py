@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gearmgr.children import reap, set_parent_death_signal, wait_status_text
+from gearmgr.errors import one_line
 from gearmgr.worker.loading import WorkerLoadError, load_handler
 
 REAP_TIMEOUT = 5.0  # seconds a validation fork may take to exit once it is done or told to
@@ -97,7 +98,7 @@ class Validation:
                 name, error = json.loads(line)
             except ValueError:
                 continue  # the last line, cut short by a kill
-            found[str(name)] = error
+            found[str(name)] = None if error is None else one_line(str(error), 2000)
         for name, path in self.files.items():
             if name not in found:
                 how = "?" if self.status is None else wait_status_text(self.status)
@@ -131,6 +132,7 @@ def _validate_each(files: dict[str, Path], timeout: float, out_fd: int) -> None:
             code = 1
             try:
                 os.close(read_fd)
+                os.setpgid(0, 0)  # what the import starts goes with it
                 set_parent_death_signal(signal.SIGKILL)
                 _write_all(write_fd, json.dumps(_import_one(name, path)).encode())
                 code = 0
@@ -148,6 +150,10 @@ def _validate_each(files: dict[str, Path], timeout: float, out_fd: int) -> None:
             chunks.append(chunk)
         os.close(read_fd)
         status = reap(pid, REAP_TIMEOUT if finished else 0)
+        try:  # helpers the import started (a subprocess at import time) end with it
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
         error: str | None
         if not finished:
             error = f"{path}: importing it did not finish in {timeout:g}s"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,15 +58,22 @@ def _parse(text: str, path: str | os.PathLike[str] | None) -> tuple[Config, Sour
     return config_from_dict(data, path, lines=lines), Source(source, lines)
 
 
-def load_config(path: str | os.PathLike[str], *, check_system: bool = True) -> Config:
+def load_config(
+    path: str | os.PathLike[str], *, check_system: bool = True, regular_only: bool = False
+) -> Config:
     """Read and validate the config file at ``path``; ConfigError if it cannot be used.
 
     At most :data:`MAX_FILE_SIZE` bytes are read. With ``check_system``, what the config names
     on this machine is checked too: the folders of ``log_file`` and ``pid_file`` exist, and so
-    do ``user`` and ``group``."""
+    do ``user`` and ``group``. With ``regular_only`` (a reload, in the supervisor's loop), a
+    path that is not a regular file (a FIFO nobody writes to, a device) is refused at once
+    instead of blocking the read."""
     source = os.fspath(path)
     try:
-        with open(path, "rb") as file:
+        flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NONBLOCK if regular_only else 0)
+        with open(os.open(path, flags), "rb") as file:
+            if regular_only and not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ConfigError("cannot read the config: not a regular file", file=source)
             data = file.read(MAX_FILE_SIZE + 1)
             if len(data) > MAX_FILE_SIZE:
                 raise _too_big(source, max(os.fstat(file.fileno()).st_size, len(data)))

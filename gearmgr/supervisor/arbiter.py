@@ -50,6 +50,10 @@ TICK = 1.0
 SERVER_CHECK = 5.0  # seconds between checks of the job servers
 
 
+INTERNAL_ERRORS = 10  # this many internal errors ...
+INTERNAL_WINDOW = 60.0  # ... within this many seconds stop the supervisor
+
+
 class Supervisor(Services, Reloading):
     """Runs the processes that ``config`` plans until it is signalled to stop."""
 
@@ -98,6 +102,7 @@ class Supervisor(Services, Reloading):
 
     def run(self) -> int:
         """What ``gearmgr run`` does: returns the exit code."""
+        logging.raiseExceptions = False  # a log that cannot be written loses lines, not us
         try:
             setup_logging(self.config.log_level, self.config.log_file)
         except OSError as exc:  # nothing started yet: one line and out
@@ -133,41 +138,61 @@ class Supervisor(Services, Reloading):
             if listener is not None:
                 listener.attach(self._selector)
         self._start_watcher(self.config)
+        errors: deque[float] = deque(maxlen=INTERNAL_ERRORS)
         while True:
-            now = time.monotonic()
-            for key, _ in self._selector.select(self._wait_time(now)):
-                if isinstance(key.data, (Listener, ServerProbe)):
-                    key.data.ready(key.fileobj)
-                elif key.data == "watch" and self.watcher is not None:
-                    self.watcher.read(time.monotonic())
-                elif key.data == "validation" and self.reloads.scan is not None:
-                    job = self.reloads.scan.validation
-                    if job is not None and job.read():
-                        self._finish_scan()
-            self._drain_wakeup()
-            while self._signals:
-                self._dispatch(self._signals.popleft())
-            self._reap()
-            seen = self._observations()
-            self.pool.observe(seen)
-            now = time.monotonic()
-            self._notify_systemd(now)
-            self.probe.tick(now)
-            for listener in (self.control, self.metrics):
-                if listener is not None:
-                    listener.sweep(now)
-            if self.stopping:
-                self._execute(self.pool.enforce_stop_deadlines(now))
-                if not self.pool.children():
+            try:
+                if self._turn():
                     return
-                continue
-            if self._validation_due(now):
-                self._finish_scan()
-            if self.watcher is not None and self.watcher.due(now):
-                self.code_changed()
-            self._heal_broken()
-            self._restart_embedded(now)
-            self._execute(self.pool.manage(now, seen))
+            except FatalError:
+                raise
+            except Exception as exc:  # a bug: the workers keep serving; a loop of it is fatal
+                now = time.monotonic()
+                errors.append(now)
+                log.error(
+                    "internal error, carrying on: %s: %s",
+                    type(exc).__name__,
+                    str(exc)[:500],
+                    exc_info=True,
+                )
+                if len(errors) == INTERNAL_ERRORS and now - errors[0] < INTERNAL_WINDOW:
+                    raise
+                time.sleep(0.05)  # never a busy loop of the same error
+
+    def _turn(self) -> bool:
+        """One turn of the loop; True once a stop has ended every process."""
+        now = time.monotonic()
+        for key, _ in self._selector.select(self._wait_time(now)):
+            if isinstance(key.data, (Listener, ServerProbe)):
+                key.data.ready(key.fileobj)
+            elif key.data == "watch" and self.watcher is not None:
+                self.watcher.read(time.monotonic())
+            elif key.data == "validation" and self.reloads.scan is not None:
+                job = self.reloads.scan.validation
+                if job is not None and job.read():
+                    self._finish_scan()
+        self._drain_wakeup()
+        while self._signals:
+            self._dispatch(self._signals.popleft())
+        self._reap()
+        seen = self._observations()
+        self.pool.observe(seen)
+        now = time.monotonic()
+        self._notify_systemd(now)
+        self.probe.tick(now)
+        for listener in (self.control, self.metrics):
+            if listener is not None:
+                listener.sweep(now)
+        if self.stopping:
+            self._execute(self.pool.enforce_stop_deadlines(now))
+            return not self.pool.children()
+        if self._validation_due(now):
+            self._finish_scan()
+        if self.watcher is not None and self.watcher.due(now):
+            self.code_changed()
+        self._heal_broken()
+        self._restart_embedded(now)
+        self._execute(self.pool.manage(now, seen))
+        return False
 
     def _wait_time(self, now: float) -> float:
         wake = min(now + TICK, self.pool.next_wake(now, self.stopping))

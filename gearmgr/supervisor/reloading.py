@@ -53,14 +53,18 @@ class Reloading:
             return  # a check of worker files is under way: reload after it
         try:
             self._reload()
-        except (FatalError, OSError, ValueError) as exc:
-            log.error("reload failed, keeping what runs: %s", exc)
-            self.reloads.done({"ok": False, "applied": False, "error": f"reload failed: {exc}"})
+        except Exception as exc:
+            log.error("reload failed, keeping what runs: %s", describe(exc))
+            self.reloads.done(
+                {"ok": False, "applied": False, "error": f"reload failed: {describe(exc)}"}
+            )
 
     def _reload(self) -> None:
         path = self.config.path
         try:
-            config = self._with_overrides(load_config(path)) if path else self.config
+            config = (
+                self._with_overrides(load_config(path, regular_only=True)) if path else self.config
+            )
         except ConfigError as exc:
             log.error("reload: the config does not load, keeping the running one: %s", exc)
             self.reloads.done(
@@ -93,8 +97,8 @@ class Reloading:
                 changed |= set(self.catalog.files)
             try:
                 self._apply_plan(changed)
-            except (FatalError, OSError, ValueError) as exc:
-                self.reloads.done({"ok": False, "applied": False, "error": str(exc)})
+            except Exception as exc:
+                self.reloads.done({"ok": False, "applied": False, "error": describe(exc)})
                 raise
             self.reloads.done(
                 {"ok": True, "applied": True, "broken": dict(sorted(self.catalog.broken.items()))}
@@ -113,8 +117,8 @@ class Reloading:
 
         try:
             self._begin_scan(validate_all=False, then=then)
-        except (FatalError, OSError, ValueError) as exc:
-            log.error("code reload failed, keeping what runs: %s", exc)
+        except Exception as exc:
+            log.error("code reload failed, keeping what runs: %s", describe(exc))
 
     def _begin_scan(self, validate_all: bool, then: Callable[[set[str]], None]) -> None:
         """Rescan the worker folders; validate in a throwaway fork that the loop waits on
@@ -142,8 +146,8 @@ class Reloading:
             pass
         try:
             then(self.catalog.finish_scan(pending, job.results()))
-        except (FatalError, OSError, ValueError) as exc:
-            log.error("reload failed, keeping what runs: %s", exc)
+        except Exception as exc:
+            log.error("reload failed, keeping what runs: %s", describe(exc))
         if rescan is Kind.RELOAD:
             self.reload()
         elif rescan is Kind.CODE:
@@ -186,3 +190,15 @@ class Reloading:
             ", ".join(map(str, config.worker_dirs)),
             self.watcher.mode,
         )
+
+
+def describe(exc: BaseException) -> str:
+    """An exception in one line, bounded: its own text for the errors gearmgr expects, its type
+    too for anything else (a bug, logged with its traceback at debug)."""
+    if isinstance(exc, (FatalError, OSError, ValueError)):
+        text = str(exc)
+    else:
+        log.debug("reload failed", exc_info=exc)
+        text = f"internal error: {type(exc).__name__}: {exc}"
+    text = " ".join(text.split())
+    return text if len(text) <= 500 else text[:500] + "..."

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gearmgr.errors import GearmgrError
+from gearmgr.errors import GearmgrError, exception_text
 
 Handler = Callable[[Any], Any]
 
@@ -105,9 +105,9 @@ def describe_exception(
 ) -> str:
     """``Type: message (at FILE:LINE)``: the innermost frame of the traceback that is in the
     worker file ``path`` (else ``line`` of it, else the innermost frame)."""
-    text = f"{type(exc).__name__}: {exc}"
+    text = exception_text(exc)
     if isinstance(exc, SyntaxError) and exc.lineno:
-        return f"{type(exc).__name__}: {exc.msg} (line {exc.lineno})"
+        return exception_text(SyntaxError(f"{exc.msg} (line {exc.lineno})"))
     frames = traceback.extract_tb(exc.__traceback__)
     if path is not None:
         mine = [f for f in frames if Path(f.filename) == path]
