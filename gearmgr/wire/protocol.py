@@ -36,6 +36,8 @@ __all__ = [
     "encode",
     "parse_status",
     "parse_workers",
+    "split_job_assign_uniq",
+    "work_complete",
 ]
 
 REQ = b"\0REQ"
@@ -175,6 +177,49 @@ def encode(ptype: int, *args: bytes, magic: bytes = REQ) -> bytes:
     """One packet as bytes. Only the last argument may contain NUL bytes."""
     body = b"\0".join(args)
     return _pack_header(magic, ptype, len(body)) + body
+
+
+_unpack_header = HEADER.unpack_from
+_ASSIGN_UNIQ = PacketType.JOB_ASSIGN_UNIQ
+
+
+def split_job_assign_uniq(data: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """``(handle, function, unique, workload)`` if ``data`` is exactly one whole JOB_ASSIGN_UNIQ
+    response, else None (then feed it to a :class:`Decoder`). A worker's fast path: a busy
+    worker's every read is one such packet. The workload is copied once, however large."""
+    if len(data) <= HEADER_SIZE:
+        return None
+    magic, ptype, size = _unpack_header(data)
+    if ptype != _ASSIGN_UNIQ or magic != RES or size + HEADER_SIZE != len(data):
+        return None
+    find = data.find
+    h = find(b"\0", HEADER_SIZE)
+    if h < 0:
+        return None
+    f = find(b"\0", h + 1)
+    if f < 0:
+        return None
+    u = find(b"\0", f + 1)
+    if u < 0:
+        return None
+    return data[HEADER_SIZE:h], data[h + 1 : f], data[f + 1 : u], data[u + 1 :]
+
+
+_WORK_COMPLETE = PacketType.WORK_COMPLETE
+
+
+def work_complete(handle: bytes, result: bytes, then: bytes = b"") -> bytes:
+    """WORK_COMPLETE for ``handle`` followed by the packet(s) ``then`` (the next GRAB), as one
+    buffer built with one copy of ``result``."""
+    return b"".join(
+        (
+            _pack_header(REQ, _WORK_COMPLETE, len(handle) + 1 + len(result)),
+            handle,
+            b"\0",
+            result,
+            then,
+        )
+    )
 
 
 class Decoder:

@@ -17,7 +17,7 @@ from pathlib import Path
 from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
 from gearmgr.logs import redirect_stdio, set_label
-from gearmgr.scoreboard import EXIT_REASON, REASON_NO_FUNCTIONS, Scoreboard
+from gearmgr.scoreboard import REASON_NO_FUNCTIONS, Scoreboard
 from gearmgr.worker.loop import Worker
 
 log = logging.getLogger("gearmgr.worker")
@@ -85,7 +85,7 @@ def run_child(
             log.error("function %s left out of %s: %s", name, key, exc)
     signal.alarm(0)
     if not handlers:
-        scoreboard.words[scoreboard.base(slot) + EXIT_REASON] = REASON_NO_FUNCTIONS
+        scoreboard.set_exit_reason(slot, REASON_NO_FUNCTIONS)
         return ExitCode.NO_FUNCTIONS
     worker = Worker(
         servers,
