@@ -27,6 +27,7 @@ from dataclasses import dataclass
 #: Upper bounds (seconds) of the job duration histogram buckets.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FUNC_STRIDE = 3 + len(BUCKETS)
+_FIRST_BOUND, _NBUCKETS = BUCKETS[0], len(BUCKETS)
 MAX_FUNCTION_COUNTERS = 32
 WORDS_PER_SLOT = 16 + FUNC_STRIDE * MAX_FUNCTION_COUNTERS
 SLOT_BYTES = WORDS_PER_SLOT * 8
@@ -239,14 +240,18 @@ class SlotWriter:
 
     def job_done(self, function: str, jobs: int, failed: bool, duration: float) -> None:
         """Count one finished job (the process's ``jobs``-th) of ``function``."""
+        self.count(self.functions.get(function), jobs, failed, duration)
+
+    def count(self, fb: int | None, jobs: int, failed: bool, duration: float) -> None:
+        """:meth:`job_done` for a function whose first counter word is ``fb`` (from
+        ``functions``; None: a function past MAX_FUNCTION_COUNTERS, counted in the totals)."""
         w = self.words
         w[self.done] = jobs
         if failed:
             w[self.failed] += 1
-        fb = self.functions.get(function)
         if fb is not None:
             w[fb + failed] += 1  # F_DONE or F_FAILED
             self.floats[fb + F_DURATION] += duration
-            bucket = bisect_left(BUCKETS, duration)
-            if bucket < len(BUCKETS):
+            bucket = 0 if duration <= _FIRST_BOUND else bisect_left(BUCKETS, duration)
+            if bucket < _NBUCKETS:
                 w[fb + F_BUCKETS + bucket] += 1

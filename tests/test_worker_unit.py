@@ -10,8 +10,8 @@ from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.loop import DOWN, UP, Worker
 
 
-def connected_worker() -> tuple[Worker, socket.socket]:
-    w = Worker(["127.0.0.1:1"], {"f": lambda job: b""})
+def connected_worker(handler=lambda job: b"") -> tuple[Worker, socket.socket]:
+    w = Worker(["127.0.0.1:1"], {"f": handler})
     ours, theirs = socket.socketpair()
     conn = w.conns[0]
     conn.sock = ours
@@ -120,8 +120,7 @@ def test_a_job_in_one_read_and_a_large_job_in_many_reads_complete_intact():
     import threading
 
     seen = []
-    w, server = connected_worker()
-    w.handlers["f"] = lambda job: (seen.append((job.handle, job.unique)), job.data)[1]
+    w, server = connected_worker(lambda job: (seen.append((job.handle, job.unique)), job.data)[1])
     conn = w.conns[0]
     small = b"a\0b\0c"  # NULs in the workload: only the first three separate arguments
     server.sendall(_assign(b"H:1", small))

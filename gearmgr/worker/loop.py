@@ -32,7 +32,7 @@ from gearmgr import scoreboard as sb
 from gearmgr.errors import ExitCode
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
 from gearmgr.units import parse_address
-from gearmgr.wire.protocol import PacketType, encode, split_job_assign_uniq, work_complete
+from gearmgr.wire.protocol import PacketType, encode, work_complete
 from gearmgr.wire.session import (
     CONNECTING,
     DOWN,
@@ -107,6 +107,7 @@ class Worker(ConnectionLoop):
         self.timeouts = {f: t for f, t in (timeouts or {}).items() if t > 0}
         self.started = _monotonic()
         self.limits = Limits(max_jobs, max_lifetime, max_memory, self.started)
+        self._limited = bool(self.limits)
         self.parent_pid = parent_pid
         self.jobs = 0
         self.leaving = sb.REASON_NONE
@@ -127,7 +128,12 @@ class Worker(ConnectionLoop):
         self._sb = scoreboard
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
         self._words = scoreboard.words
-        self._job_done = self._slot.job_done
+        self._count = self._slot.count
+        # function -> (handler, timeout or 0.0, first counter word or None): one look-up per job
+        self._table = {
+            name: (fn, self.timeouts.get(name, 0.0), self._slot.functions.get(name))
+            for name, fn in self.handlers.items()
+        }
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._watchdog: Watchdog | None = None
         if self.timeouts:
@@ -159,6 +165,7 @@ class Worker(ConnectionLoop):
                     self.limits.max_memory,
                 )
                 self.limits.max_memory = 0
+        self._limited = bool(self.limits)
         if self._watchdog is not None:
             self._watchdog.start()
         now = _monotonic()
@@ -268,15 +275,14 @@ class Worker(ConnectionLoop):
             return
         session = conn.session
         # Fast path: the read holds exactly one JOB_ASSIGN_UNIQ and nothing is pending, which
-        # is every job of a busy worker. Anything else goes through the decoder.
-        if not session.decoder.pending:
-            fields = split_job_assign_uniq(data)
-            if fields is not None:
-                handle_b, function_b, unique_b, payload = fields
-                function = session.functions.get(function_b)
-                if function is not None and handle_b and handle_b.isascii():
-                    self._run_job(conn, handle_b, function, unique_b, payload)
-                    return
+        # is every job of a busy worker. Anything else (a name to check) goes the long way.
+        fields = session.decoder.whole_job(data)
+        if fields is not None:
+            handle_b, function_b, unique_b, payload = fields
+            function = session.functions.get(function_b)
+            if function is not None and handle_b and handle_b.isascii():
+                self._run_job(conn, handle_b, function, unique_b, payload)
+                return
         now = _monotonic()
         packets = session.decode(data, now)
         if isinstance(packets, Drop):
@@ -297,9 +303,11 @@ class Worker(ConnectionLoop):
     def _run_job(
         self, conn: Connection, handle_b: bytes, function: str, unique_b: bytes, data: bytes
     ) -> None:
+        """Run one job whose names were checked; reply and grab the next in one write."""
         if not self._busy:
             self._busy = True
             self._title("busy")
+        handler, timeout, fb = self._table[function]
         words, slot = self._words, self._slot
         start = _monotonic()
         session = conn.session
@@ -308,33 +316,29 @@ class Worker(ConnectionLoop):
         words[slot.state] = _BUSY
         job = Job(handle_b, function, unique_b, data, conn.send_job)  # type: ignore[arg-type]
         watchdog = self._watchdog
-        if watchdog is not None:
-            timeout = self.timeouts.get(function)
-            if timeout:
-                slot.floats[slot.deadline] = start + timeout
-                watchdog.current = (conn, handle_b, start + timeout, timeout, function)
+        if timeout and watchdog is not None:
+            slot.floats[slot.deadline] = start + timeout
+            watchdog.current = (conn, handle_b, start + timeout, timeout, function)
         failed = False
         try:
-            result = to_bytes(self.handlers[function](job))
+            result = handler(job)
+            if result is None:
+                result = b""
+            elif type(result) is not bytes:
+                result = to_bytes(result)
         except BaseException as exc:  # the job fails, the process lives on
             failed = True
-            text = f"{type(exc).__name__}: {exc}"
-            job.log.error("failed: %s", text, exc_info=not isinstance(exc, SystemExit))
-            result = encode(P.WORK_WARNING, handle_b, text.encode()) + encode(P.WORK_FAIL, handle_b)
-            if isinstance(exc, (SystemExit, KeyboardInterrupt)):
-                self._stop = True  # the job asked the process to exit: it does, and says why
-                self.leaving = sb.REASON_JOB_EXIT
-                slot.set(slot.job_exit, sb.job_exit_word(exc))
+            result = self._failed(job, exc)
         if watchdog is not None:
             with watchdog.lock:  # from here on the watchdog leaves this job alone
                 watchdog.current = None
                 slot.floats[slot.deadline] = 0.0
         end = _monotonic()
-        self.jobs += 1
-        self._job_done(function, self.jobs, failed, end - start)
+        self.jobs = jobs = self.jobs + 1
+        self._count(fb, jobs, failed, end - start)
         words[slot.state] = _IDLE
-        if self.limits:
-            reason, rss = self.limits.check(self.jobs, end)
+        if self._limited:
+            reason, rss = self.limits.check(jobs, end)
             if rss:
                 words[slot.rss] = rss
             if reason:
@@ -345,7 +349,16 @@ class Worker(ConnectionLoop):
         then = GRAB if grab else b""
         # The reply and the next GRAB in one write, the result copied once.
         packet = result + then if failed else work_complete(handle_b, result, then)
-        ok = self._send(conn, packet) if self._lock is None else self._send_locked(conn, packet)
+        sock = conn.sock
+        if self._lock is None and sock is not None and session.state == UP:
+            try:
+                sock.sendall(packet)
+                ok = True
+            except OSError as exc:
+                self._lost(conn, _monotonic(), f"send failed: {exc}")
+                ok = False
+        else:
+            ok = self._send_locked(conn, packet)
         if ok and grab and self._direct:
             self._due = conn
         if not ok:
@@ -355,6 +368,18 @@ class Worker(ConnectionLoop):
                 job.handle,
                 conn.address,
             )
+
+    def _failed(self, job: Job, exc: BaseException) -> bytes:
+        """A job raised: log it, and the reply that fails it (WORK_WARNING + WORK_FAIL). A job
+        that called sys.exit() or raised KeyboardInterrupt makes the process leave."""
+        text = f"{type(exc).__name__}: {exc}"
+        job.log.error("failed: %s", text, exc_info=not isinstance(exc, SystemExit))
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            self._stop = True  # the job asked the process to exit: it does, and says why
+            self.leaving = sb.REASON_JOB_EXIT
+            self._slot.set(self._slot.job_exit, sb.job_exit_word(exc))
+        handle = job._handle
+        return encode(P.WORK_WARNING, handle, text.encode()) + encode(P.WORK_FAIL, handle)
 
     # -- process state ---------------------------------------------------------------------------
 
