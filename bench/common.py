@@ -235,7 +235,8 @@ def signal_all(pids: Iterable[int], sig: int) -> None:
 class Gearmand:
     """A private gearmand on a free loopback port, one thread, log and pid file in a temp dir."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int | None = 1) -> None:
+        """``threads`` None: gearmand's default thread count (no ``--threads``)."""
         self.dir = workdir("gearmgr-bench-gearmand-")
         self.port = free_port()
         self.threads = threads
@@ -257,7 +258,7 @@ class Gearmand:
                 which("gearmand"),
                 "--listen=127.0.0.1",
                 f"--port={self.port}",
-                f"--threads={self.threads}",
+                *([f"--threads={self.threads}"] if self.threads is not None else []),
                 f"--log-file={self.dir / 'gearmand.log'}",
                 f"--pid-file={self.dir / 'gearmand.pid'}",
                 "--verbose=ERROR",

@@ -1,6 +1,6 @@
 """Benchmark 1: throughput per worker process (drain of a pre-filled queue).
 
-Every competitor gets its own function name on one gearmand (``--threads=1``) and its own pool of
+Every competitor gets its own function name on one gearmand and its own pool of
 1, 2 or 4 processes, started once, registered, then SIGSTOPped. A trial queues N no-op background
 jobs for one pool (pipelined SUBMIT_JOB_BG over a raw socket, workers stopped), sends SIGCONT and
 times until gearmand's ``status`` shows 0 jobs for the function (polled every 2 ms), then stops
@@ -17,8 +17,12 @@ Competitors:
   gearmgr-bare the same worker without scoreboard slot and titles (the cost of reporting)
   gearmgr@DIR  gearmgr.worker from DIR (a patched copy), for side-by-side comparisons
 
+The whole run is made once per gearmand setting (``--gearmand-threads``, default ``1,default``:
+``--threads=1`` as gearmgr's embedded_server runs it, then gearmand's default thread count).
+
     python bench/throughput.py [--quick] [--jobs N] [--rounds R] [--pools 1,2,4]
-                               [--kinds gearmgr,gearmgr-sup,c,php] [--json FILE]
+                               [--kinds gearmgr,gearmgr-sup,c,php] [--gearmand-threads 1,default]
+                               [--json FILE]
 """
 
 from __future__ import annotations
@@ -77,9 +81,16 @@ def make_pool(kind: str, n: int, gearmand: cm.Gearmand):
     return cm.Pool(kind, n, gearmand, fn)
 
 
-def run(kinds: list[str], pools: list[int], jobs: int, rounds: int, verbose: bool = True) -> dict:
+def run(
+    kinds: list[str],
+    pools: list[int],
+    jobs: int,
+    rounds: int,
+    verbose: bool = True,
+    threads: int | None = 1,
+) -> dict:
     trials: list[dict] = []
-    with cm.Gearmand(threads=1) as g:
+    with cm.Gearmand(threads=threads) as g:
         started = {}
         try:
             for n in pools:
@@ -221,6 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--pools", default="1,2,4")
     ap.add_argument("--kinds", default="gearmgr,gearmgr-sup,c,php")
+    ap.add_argument(
+        "--gearmand-threads",
+        default="1,default",
+        help="gearmand settings to run, comma-separated: a thread count or 'default'",
+    )
     ap.add_argument("--json", help="write results here (default bench/results/throughput.json)")
     ap.add_argument("--no-save", action="store_true")
     args = ap.parse_args(argv)
@@ -232,15 +248,24 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput: {jobs} no-op background jobs per trial, {rounds} rounds, pools {pools}",
         file=sys.stderr,
     )
-    result = run(kinds, pools, jobs, rounds)
+    settings = [None if t == "default" else int(t) for t in args.gearmand_threads.split(",")]
+    runs = []
+    for threads in settings:
+        name = "default" if threads is None else str(threads)
+        print(f"gearmand --threads={name}", file=sys.stderr)
+        one = run(kinds, pools, jobs, rounds, threads=threads)
+        one["gearmand_threads"] = name
+        runs.append(one)
+        print(f"\ngearmand threads: {name}\n")
+        print(report(one))
+    result: dict = {"runs": runs, **runs[0]}  # the first setting also at the top (older readers)
     result["params"] = {
         "jobs": jobs,
         "rounds": rounds,
         "kinds": kinds,
         "pools": pools,
-        "gearmand_threads": 1,
+        "gearmand_threads": [r["gearmand_threads"] for r in runs],
     }
-    print(report(result))
     cm.save_unless_told_not("throughput", result, args)
     return 0
 

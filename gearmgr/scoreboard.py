@@ -20,11 +20,14 @@ Slot layout, in 8-byte words:
 from __future__ import annotations
 
 import mmap
+from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 #: Upper bounds (seconds) of the job duration histogram buckets.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FUNC_STRIDE = 3 + len(BUCKETS)
+_FIRST_BOUND, _NBUCKETS = BUCKETS[0], len(BUCKETS)
 MAX_FUNCTION_COUNTERS = 32
 WORDS_PER_SLOT = 16 + FUNC_STRIDE * MAX_FUNCTION_COUNTERS
 SLOT_BYTES = WORDS_PER_SLOT * 8
@@ -137,6 +140,14 @@ class Scoreboard:
         """The first word of slot ``index``: a worker adds the field offsets to it."""
         return index * WORDS_PER_SLOT
 
+    def set_exit_reason(self, index: int, reason: int) -> None:
+        """Say why the process of slot ``index`` leaves (one of the REASON_* codes)."""
+        self.words[index * WORDS_PER_SLOT + EXIT_REASON] = reason
+
+    def writer(self, index: int, functions: Sequence[str]) -> SlotWriter:
+        """The writer a worker process uses for slot ``index``; ``functions`` in counter order."""
+        return SlotWriter(self, index, functions)
+
     def read(self, index: int, functions: int = 0) -> SlotView:
         b = index * WORDS_PER_SLOT
         w, f = self.words, self.floats
@@ -168,3 +179,79 @@ class Scoreboard:
         self.words.release()
         self.floats.release()
         self._map.close()
+
+
+class SlotWriter:
+    """What a worker process writes into its slot: the only code that knows the slot's layout
+    on the writing side. Its fields are absolute word indexes, computed once per process, so
+    the job path can use plain stores (``words[w.state] = BUSY``) with no method call; the
+    per-job accounting is :meth:`job_done`, whose code the job path inlines by binding it."""
+
+    __slots__ = (
+        "deadline",
+        "done",
+        "exit_reason",
+        "failed",
+        "floats",
+        "functions",
+        "job_exit",
+        "pid",
+        "rss",
+        "servers",
+        "started_at",
+        "state",
+        "words",
+    )
+
+    def __init__(self, board: Scoreboard, index: int, functions: Sequence[str]) -> None:
+        base = board.base(index)
+        self.words, self.floats = board.words, board.floats
+        self.pid = base + PID
+        self.state = base + STATE
+        self.done = base + JOBS_DONE
+        self.failed = base + JOBS_FAILED
+        self.rss = base + RSS
+        self.started_at = base + STARTED_AT
+        self.deadline = base + JOB_DEADLINE
+        self.exit_reason = base + EXIT_REASON
+        self.servers = base + SERVERS_CONNECTED
+        self.job_exit = base + JOB_EXIT
+        #: function -> the first word of its counters (the first MAX_FUNCTION_COUNTERS only)
+        self.functions = {
+            name: base + FUNC_BASE + FUNC_STRIDE * i
+            for i, name in enumerate(functions)
+            if i < MAX_FUNCTION_COUNTERS
+        }
+
+    def start(self, pid: int, started_at: float, rss: int) -> None:
+        w = self.words
+        w[self.pid] = pid
+        self.floats[self.started_at] = started_at
+        w[self.state] = IDLE
+        w[self.rss] = rss
+
+    def set(self, field: int, value: int) -> None:
+        """A plain store into one of the fields above: ``writer.set(writer.rss, n)``."""
+        self.words[field] = value
+
+    def leaving(self, reason: int) -> None:
+        self.words[self.exit_reason] = reason
+        self.words[self.state] = STOPPING
+
+    def job_done(self, function: str, jobs: int, failed: bool, duration: float) -> None:
+        """Count one finished job (the process's ``jobs``-th) of ``function``."""
+        self.count(self.functions.get(function), jobs, failed, duration)
+
+    def count(self, fb: int | None, jobs: int, failed: bool, duration: float) -> None:
+        """:meth:`job_done` for a function whose first counter word is ``fb`` (from
+        ``functions``; None: a function past MAX_FUNCTION_COUNTERS, counted in the totals)."""
+        w = self.words
+        w[self.done] = jobs
+        if failed:
+            w[self.failed] += 1
+        if fb is not None:
+            w[fb + failed] += 1  # F_DONE or F_FAILED
+            self.floats[fb + F_DURATION] += duration
+            bucket = 0 if duration <= _FIRST_BOUND else bisect_left(BUCKETS, duration)
+            if bucket < _NBUCKETS:
+                w[fb + F_BUCKETS + bucket] += 1

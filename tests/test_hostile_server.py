@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gearmgr.wire import session as worker_mod
 from gearmgr.wire.protocol import REQ, RES, Decoder, PacketType, ProtocolError, encode
-from gearmgr.worker import loop as worker_mod
 from gearmgr.worker.loop import DOWN, UP, Worker
 from tests.support import Gearmand, free_port, gearman_cli, wait_for
 
@@ -145,7 +145,7 @@ def fake_factory() -> Iterator[Callable[[Script], FakeServer]]:
 
 # -- hostile input: the sequence the fake server plays ---------------------------------------
 
-OVERSIZE = worker_mod.MAX_JOB_PACKET + 1 if hasattr(worker_mod, "MAX_JOB_PACKET") else 64 << 20
+OVERSIZE = worker_mod.MAX_JOB_PACKET + 1
 
 
 def send_oversized_job(sock: socket.socket) -> None:
@@ -321,7 +321,8 @@ def connected_worker(handlers: dict | None = None) -> tuple[Worker, socket.socke
     ours, theirs = socket.socketpair()
     ours.settimeout(10)  # a worker that waits for more than the test sends gives up
     conn = w.conns[0]
-    conn.sock, conn.state = ours, UP
+    conn.sock = ours
+    conn.session.state = UP
     w._by_fd[ours.fileno()] = conn
     w._poll.register(ours)
     return w, theirs
@@ -332,8 +333,7 @@ def close_worker(w: Worker, server: socket.socket) -> None:
     for conn in w.conns:
         if conn.sock is not None:
             conn.sock.close()
-    os.close(w._wakeup_r)
-    os.close(w._wakeup_w)
+    w._wakeup.close()
 
 
 def replies(server: socket.socket) -> list:
@@ -411,7 +411,7 @@ def test_an_error_packet_is_logged_short_and_escaped_and_the_connection_reopened
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 1 and "ERROR E1" in messages[0]
     assert len(messages[0]) < 500 and "\n" not in messages[0]
-    assert w.conns[0].retry_at > 0
+    assert w.conns[0].session.retry_at > 0
     server.close()  # the writer, blocked on what the worker will never read, ends
     writer.join(5)
     close_worker(w, server)
@@ -424,17 +424,17 @@ def test_repeated_failures_of_a_server_warn_once_and_back_off(caplog):
     delays = []
     with caplog.at_level("DEBUG", logger="gearmgr.worker"):
         for _ in range(8):  # connected, then lost at once, eight times
-            conn.state, conn.up_since = UP, now
+            conn.session.state, conn.session.up_since = UP, now
             w._lost(conn, now + 0.01, "connection closed by the server")
-            delays.append(conn.retry_at - now)
-            now = conn.retry_at
+            delays.append(conn.session.retry_at - now)
+            now = conn.session.retry_at
     warnings = [r for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1
     assert delays[-1] > 8 * delays[0]
     # A connection that stayed up past STABLE_AFTER proved healthy: the backoff starts again.
-    conn.state, conn.up_since = UP, now
+    conn.session.state, conn.session.up_since = UP, now
     w._lost(conn, now + worker_mod.STABLE_AFTER + 1, "connection closed by the server")
-    assert conn.failures == 1
+    assert conn.session.failures == 1
     close_worker(w, server)
 
 
@@ -447,7 +447,7 @@ def test_an_oversized_job_is_failed_without_holding_its_body(monkeypatch):
     writer.start()
     while w.jobs < 1:
         w._receive(conn)
-        assert conn.decoder._size < (1 << 17)  # holds no more than about one read
+        assert conn.session.decoder._size < (1 << 17)  # holds no more than about one read
     writer.join(5)
     packets = [(p.type, p.args[:1]) for p in replies(server)]
     assert (T.WORK_FAIL, (b"H:big",)) in packets and (T.WORK_COMPLETE, (b"H:ok",)) in packets

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import socket
 
+from gearmgr.wire import session as worker_mod
 from gearmgr.wire.protocol import REQ, Decoder, PacketType
-from gearmgr.worker import loop as worker_mod
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.loop import DOWN, UP, Worker
 
 
-def connected_worker() -> tuple[Worker, socket.socket]:
-    w = Worker(["127.0.0.1:1"], {"f": lambda job: b""})
+def connected_worker(handler=lambda job: b"") -> tuple[Worker, socket.socket]:
+    w = Worker(["127.0.0.1:1"], {"f": handler})
     ours, theirs = socket.socketpair()
     conn = w.conns[0]
-    conn.sock, conn.state, conn.sleeping = ours, UP, True
+    conn.sock = ours
+    conn.session.state, conn.session.sleeping = UP, True
     w._by_fd[ours.fileno()] = conn
     w._poll.register(ours)
     return w, theirs
@@ -23,29 +24,29 @@ def connected_worker() -> tuple[Worker, socket.socket]:
 def test_idle_connection_sends_echo_then_drops_a_silent_server():
     w, server = connected_worker()
     conn = w.conns[0]
-    conn.last_rx = 0.0
+    conn.session.last_rx = 0.0
     now = worker_mod.KEEPALIVE_IDLE + 1
-    w._housekeeping(now)
+    w._tick(now)
     packets = Decoder(expect=REQ).feed(server.recv(1024))
     assert [p.type for p in packets] == [PacketType.ECHO_REQ]
     assert conn.state == UP
-    w._housekeeping(now + worker_mod.KEEPALIVE_WAIT + 1)
+    w._tick(now + worker_mod.KEEPALIVE_WAIT + 1)
     assert conn.state == DOWN  # half-open: dropped, and a reconnect is scheduled
-    assert conn.retry_at > now
+    assert conn.session.retry_at > now
 
 
 def test_an_answered_echo_keeps_the_connection():
     w, server = connected_worker()
     conn = w.conns[0]
-    conn.last_rx = 0.0
+    conn.session.last_rx = 0.0
     now = worker_mod.KEEPALIVE_IDLE + 1
-    w._housekeeping(now)
+    w._tick(now)
     server.recv(1024)
     from gearmgr.wire.protocol import RES, encode
 
     server.sendall(encode(PacketType.ECHO_RES, b"gearmgr", magic=RES))
     w._receive(conn)
-    w._housekeeping(now + worker_mod.KEEPALIVE_WAIT + 1)
+    w._tick(now + worker_mod.KEEPALIVE_WAIT + 1)
     assert conn.state == UP
 
 
@@ -55,7 +56,7 @@ def test_reconnect_backoff_grows_and_is_capped():
     delays = []
     for _ in range(12):
         w._lost(conn, 0.0, "test")
-        delays.append(conn.retry_at)
+        delays.append(conn.session.retry_at)
     assert delays[0] < 0.2 and delays[3] > delays[0]
     assert max(delays) <= worker_mod.RECONNECT_MAX * 1.2
 
@@ -119,8 +120,7 @@ def test_a_job_in_one_read_and_a_large_job_in_many_reads_complete_intact():
     import threading
 
     seen = []
-    w, server = connected_worker()
-    w.handlers["f"] = lambda job: (seen.append((job.handle, job.unique)), job.data)[1]
+    w, server = connected_worker(lambda job: (seen.append((job.handle, job.unique)), job.data)[1])
     conn = w.conns[0]
     small = b"a\0b\0c"  # NULs in the workload: only the first three separate arguments
     server.sendall(_assign(b"H:1", small))
@@ -197,10 +197,59 @@ def test_closed_fds_0_to_2_get_dev_null_before_a_worker_opens_a_socket():
             w = Worker(["127.0.0.1:1"], {"f": lambda job: b""})
             conn = w.conns[0]
             w._connect(conn, 0.0)
-            ok = conn.sock is not None and conn.sock.fileno() > 2 and w._wakeup_r > 2
+            ok = conn.sock is not None and conn.sock.fileno() > 2 and w._wakeup.r > 2
             ok = ok and all(os.readlink(f"/proc/self/fd/{fd}") == "/dev/null" for fd in (0, 1, 2))
             code = 0 if ok else 1
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- idle workers sleep (issue 10): integration, with a real gearmand ------------------------------
+
+
+def _wakeups(pid: int) -> int:
+    """How often ``pid``'s threads were scheduled since they started (context switches)."""
+    import os
+
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                    total += int(line.split()[1])
+    return total
+
+
+def test_an_idle_worker_does_not_wake_up_until_there_is_work(supervisor_factory, gearmand):
+    import time
+
+    from tests.support import gearman_cli
+
+    sup = supervisor_factory({"include": ["reverse"], "dedicated_count": 2})
+    sup.wait_ready(gearmand.port, {"reverse": 2})
+    assert gearman_cli(gearmand.port, "-f", "reverse", "ab").stdout.strip() == b"ba"
+    time.sleep(0.3)  # the process settles into poll() (title, RSS written on turning idle)
+    pids = sup.worker_pids()
+    before = {pid: _wakeups(pid) for pid in pids}
+    time.sleep(2.0)  # a window of time with nothing to do: what is measured
+    woke = {pid: _wakeups(pid) - before[pid] for pid in pids}
+    assert all(n == 0 for n in woke.values()), f"idle workers woke up: {woke}"
+    assert gearman_cli(gearmand.port, "-f", "reverse", "xy").stdout.strip() == b"yx"
+
+
+def test_workers_notice_the_supervisor_s_death_within_a_second(supervisor_factory, gearmand):
+    import signal
+    import time
+
+    from tests.support import children_of, pid_alive, wait_for
+
+    sup = supervisor_factory({"include": ["reverse"], "dedicated_count": 2})
+    sup.wait_ready(gearmand.port, {"reverse": 2})
+    workers = children_of(sup.pid)
+    assert len(workers) == 2
+    sup.signal(signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(lambda: not any(pid_alive(p) for p in workers), timeout=5, what="orphans gone")
+    assert time.monotonic() - killed < 1.0

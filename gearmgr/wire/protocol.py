@@ -11,138 +11,59 @@ raises :class:`ProtocolError`; callers close and reopen the connection on it. A 
 instead be told to discard packets of some types that are over the limit (the worker does so
 for job assignments, to fail such a job rather than drop the connection and get it again).
 
-The text admin protocol (``status``, ``workers``, ``version``) shares the port: requests are
-lines, answers are lines ending with a line holding a single ``.`` (for list commands) or a
-single ``OK ...``/``ERR ...`` line.
+The packet types and argument counts live in :mod:`gearmgr.wire.packets`, the text admin
+protocol (``status``, ``workers``, ``version``) in :mod:`gearmgr.wire.text`; every name of
+both is importable from here too. The worker's fast path has two helpers here:
+:func:`split_job_assign_uniq` (and :meth:`Decoder.whole_job`) and :func:`work_complete`.
 """
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 
-from gearmgr.errors import GearmgrError
+from gearmgr.wire.packets import (
+    ARG_COUNT,
+    DISCARD_HEAD,
+    HEADER,
+    HEADER_SIZE,
+    MAX_PACKET_SIZE,
+    REQ,
+    RES,
+    PacketType,
+    ProtocolError,
+)
+from gearmgr.wire.text import (
+    AdminDecoder,
+    FunctionStatus,
+    WorkerInfo,
+    parse_status,
+    parse_workers,
+)
 
 __all__ = [
+    "ARG_COUNT",
+    "DISCARD_HEAD",
+    "HEADER",
+    "HEADER_SIZE",
     "MAX_PACKET_SIZE",
     "REQ",
     "RES",
     "AdminDecoder",
     "Decoder",
+    "FunctionStatus",
     "Packet",
     "PacketType",
     "ProtocolError",
+    "WorkerInfo",
     "encode",
     "parse_status",
     "parse_workers",
+    "split_job_assign_uniq",
+    "work_complete",
 ]
 
-REQ = b"\0REQ"
-RES = b"\0RES"
-HEADER = struct.Struct(">4sII")
-HEADER_SIZE = HEADER.size
-#: Largest body accepted from a peer. gearmand itself has no hard limit; 1 GiB guards against
-#: garbage that happens to start with a valid magic. The worker uses a lower limit of its own.
-MAX_PACKET_SIZE = 1 << 30
-#: How much of the body of a discarded (oversized) packet is kept: its first arguments.
-DISCARD_HEAD = 4096
-
-
-class ProtocolError(GearmgrError):
-    """The peer sent bytes that are not a valid Gearman packet: close the connection."""
-
-
-class PacketType(IntEnum):
-    CAN_DO = 1
-    CANT_DO = 2
-    RESET_ABILITIES = 3
-    PRE_SLEEP = 4
-    NOOP = 6
-    SUBMIT_JOB = 7
-    JOB_CREATED = 8
-    GRAB_JOB = 9
-    NO_JOB = 10
-    JOB_ASSIGN = 11
-    WORK_STATUS = 12
-    WORK_COMPLETE = 13
-    WORK_FAIL = 14
-    GET_STATUS = 15
-    ECHO_REQ = 16
-    ECHO_RES = 17
-    SUBMIT_JOB_BG = 18
-    ERROR = 19
-    STATUS_RES = 20
-    SUBMIT_JOB_HIGH = 21
-    SET_CLIENT_ID = 22
-    CAN_DO_TIMEOUT = 23
-    ALL_YOURS = 24
-    WORK_EXCEPTION = 25
-    OPTION_REQ = 26
-    OPTION_RES = 27
-    WORK_DATA = 28
-    WORK_WARNING = 29
-    GRAB_JOB_UNIQ = 30
-    JOB_ASSIGN_UNIQ = 31
-    SUBMIT_JOB_HIGH_BG = 32
-    SUBMIT_JOB_LOW = 33
-    SUBMIT_JOB_LOW_BG = 34
-    SUBMIT_JOB_SCHED = 35
-    SUBMIT_JOB_EPOCH = 36
-    SUBMIT_REDUCE_JOB = 37
-    SUBMIT_REDUCE_JOB_BACKGROUND = 38
-    GRAB_JOB_ALL = 39
-    JOB_ASSIGN_ALL = 40
-    GET_STATUS_UNIQUE = 41
-    STATUS_RES_UNIQUE = 42
-
-
 T = PacketType
-
-#: Number of arguments in each packet's body (the last one takes the rest of the body).
-ARG_COUNT: dict[int, int] = {
-    T.CAN_DO: 1,
-    T.CANT_DO: 1,
-    T.RESET_ABILITIES: 0,
-    T.PRE_SLEEP: 0,
-    T.NOOP: 0,
-    T.SUBMIT_JOB: 3,
-    T.JOB_CREATED: 1,
-    T.GRAB_JOB: 0,
-    T.NO_JOB: 0,
-    T.JOB_ASSIGN: 3,
-    T.WORK_STATUS: 3,
-    T.WORK_COMPLETE: 2,
-    T.WORK_FAIL: 1,
-    T.GET_STATUS: 1,
-    T.ECHO_REQ: 1,
-    T.ECHO_RES: 1,
-    T.SUBMIT_JOB_BG: 3,
-    T.ERROR: 2,
-    T.STATUS_RES: 5,
-    T.SUBMIT_JOB_HIGH: 3,
-    T.SET_CLIENT_ID: 1,
-    T.CAN_DO_TIMEOUT: 2,
-    T.ALL_YOURS: 0,
-    T.WORK_EXCEPTION: 2,
-    T.OPTION_REQ: 1,
-    T.OPTION_RES: 1,
-    T.WORK_DATA: 2,
-    T.WORK_WARNING: 2,
-    T.GRAB_JOB_UNIQ: 0,
-    T.JOB_ASSIGN_UNIQ: 4,
-    T.SUBMIT_JOB_HIGH_BG: 3,
-    T.SUBMIT_JOB_LOW: 3,
-    T.SUBMIT_JOB_LOW_BG: 3,
-    T.SUBMIT_JOB_SCHED: 8,
-    T.SUBMIT_JOB_EPOCH: 4,
-    T.SUBMIT_REDUCE_JOB: 4,
-    T.SUBMIT_REDUCE_JOB_BACKGROUND: 4,
-    T.GRAB_JOB_ALL: 0,
-    T.JOB_ASSIGN_ALL: 5,
-    T.GET_STATUS_UNIQUE: 1,
-    T.STATUS_RES_UNIQUE: 6,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +96,50 @@ def encode(ptype: int, *args: bytes, magic: bytes = REQ) -> bytes:
     """One packet as bytes. Only the last argument may contain NUL bytes."""
     body = b"\0".join(args)
     return _pack_header(magic, ptype, len(body)) + body
+
+
+_unpack_header = HEADER.unpack_from
+_ASSIGN_UNIQ = PacketType.JOB_ASSIGN_UNIQ
+#: Bodies up to this size are split from a copy (the copy costs less than two more calls).
+_SPLIT_COPY_MAX = 4096
+
+
+def split_job_assign_uniq(data: bytes) -> Sequence[bytes] | None:
+    """``(handle, function, unique, workload)`` if ``data`` is exactly one whole JOB_ASSIGN_UNIQ
+    response, else None (then feed it to a :class:`Decoder`). A worker's fast path: a busy
+    worker's every read is one such packet."""
+    if len(data) <= HEADER_SIZE:
+        return None
+    magic, ptype, size = _unpack_header(data)
+    if ptype != _ASSIGN_UNIQ or magic != RES or size + HEADER_SIZE != len(data):
+        return None
+    if size < _SPLIT_COPY_MAX:  # one split of a copy: fewer calls than three finds
+        parts = data[HEADER_SIZE:].split(b"\0", 3)
+        return parts if len(parts) == 4 else None
+    find = data.find  # a large workload: cut at the three NULs, copied once
+    h = find(b"\0", HEADER_SIZE)
+    f = find(b"\0", h + 1) if h > 0 else -1
+    u = find(b"\0", f + 1) if f > 0 else -1
+    if u < 0:
+        return None
+    return data[HEADER_SIZE:h], data[h + 1 : f], data[f + 1 : u], data[u + 1 :]
+
+
+_WORK_COMPLETE = PacketType.WORK_COMPLETE
+
+
+def work_complete(handle: bytes, result: bytes, then: bytes = b"") -> bytes:
+    """WORK_COMPLETE for ``handle`` followed by the packet(s) ``then`` (the next GRAB), as one
+    buffer built with one copy of ``result``."""
+    return b"".join(
+        (
+            _pack_header(REQ, _WORK_COMPLETE, len(handle) + 1 + len(result)),
+            handle,
+            b"\0",
+            result,
+            then,
+        )
+    )
 
 
 class Decoder:
@@ -226,6 +191,13 @@ class Decoder:
         self._skipped: tuple[bytes, int, int] | None = None
         self._head = b""
         self._left = 0
+
+    def whole_job(self, data: bytes) -> Sequence[bytes] | None:
+        """The fields of ``data`` if it is one whole JOB_ASSIGN_UNIQ and nothing is pending
+        (see :func:`split_job_assign_uniq`); else None, and ``data`` goes to :meth:`feed`."""
+        if self._size or self._left:
+            return None
+        return split_job_assign_uniq(data)
 
     @property
     def pending(self) -> int:
@@ -325,93 +297,3 @@ class Decoder:
         self._size = len(rest)
         self._need = need
         return out
-
-
-class AdminDecoder:
-    """Incremental decoder for answers of the text admin protocol.
-
-    ``expect_list`` tells whether the command answers with lines ended by ``.`` (``status``,
-    ``workers``) or with one line (``version``, ``getpid``). :meth:`feed` returns the answer's
-    lines once it is complete, else ``None``.
-    """
-
-    __slots__ = ("_buf", "_list")
-
-    def __init__(self, expect_list: bool) -> None:
-        self._buf = b""
-        self._list = expect_list
-
-    def feed(self, data: bytes) -> list[str] | None:
-        self._buf += data
-        if b"\n" not in self._buf:
-            return None
-        lines = self._buf.decode("utf-8", "replace").split("\n")
-        # no tab: a `status` row of a function named "ERR ..." is not an error
-        if lines[0].startswith("ERR ") and "\t" not in lines[0]:
-            raise ProtocolError(f"admin command failed: {lines[0].strip()}")
-        if not self._list:
-            return [lines[0].rstrip("\r")]
-        complete = [ln.rstrip("\r") for ln in lines[:-1]]
-        if "." in complete:
-            return complete[: complete.index(".")]
-        return None
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionStatus:
-    """One row of the admin ``status`` answer."""
-
-    function: str
-    total: int  # queued, running included
-    running: int
-    workers: int  # connected workers that can do it, busy ones included
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
-    """One row of the admin ``workers`` answer."""
-
-    fd: int
-    ip: str
-    client_id: str
-    functions: tuple[str, ...]
-
-
-def parse_status(lines: list[str]) -> list[FunctionStatus]:
-    """Rows of ``status``: ``FUNCTION\\tTOTAL\\tRUNNING\\tWORKERS``."""
-    rows = []
-    for line in lines:
-        parts = line.split("\t")
-        if len(parts) != 4:
-            raise ProtocolError(f"unexpected status line {line!r}")
-        try:
-            rows.append(FunctionStatus(parts[0], int(parts[1]), int(parts[2]), int(parts[3])))
-        except ValueError:
-            raise ProtocolError(f"unexpected status line {line!r}") from None
-    return rows
-
-
-def parse_workers(lines: list[str]) -> list[WorkerInfo]:
-    """Rows of ``workers``: ``FD IP CLIENT-ID : FUNCTION ...`` (``FD IP CLIENT-ID :`` if none).
-
-    The IP may be IPv6 (``::1``) and the client id may hold spaces, so the line is cut at the
-    first two spaces and then at the last `` : ``.
-    """
-    rows = []
-    for line in lines:
-        parts = line.split(" ", 2)
-        if len(parts) != 3:
-            raise ProtocolError(f"unexpected workers line {line!r}")
-        fd_text, ip, rest = parts
-        if rest.endswith(" :") or rest == ":":
-            client_id, tail = rest[:-2], ""
-        else:
-            client_id, sep, tail = rest.rpartition(" : ")
-            if not sep:
-                raise ProtocolError(f"unexpected workers line {line!r}")
-        try:
-            fd = int(fd_text)
-        except ValueError:
-            raise ProtocolError(f"unexpected workers line {line!r}") from None
-        rows.append(WorkerInfo(fd, ip, client_id, tuple(tail.split())))
-    return rows

@@ -15,7 +15,7 @@ import signal
 from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
 from gearmgr.logs import redirect_stdio, set_label
-from gearmgr.scoreboard import EXIT_REASON, REASON_NO_FUNCTIONS, Scoreboard
+from gearmgr.scoreboard import REASON_NO_FUNCTIONS, Scoreboard
 from gearmgr.worker.loop import Worker
 from gearmgr.worker.spec import WorkerSpec
 
@@ -74,7 +74,7 @@ def run_child(spec: WorkerSpec, scoreboard: Scoreboard, parent_pid: int) -> int:
     signal.alarm(0)
     slot = spec.slot
     if not handlers:
-        scoreboard.words[scoreboard.base(slot) + EXIT_REASON] = REASON_NO_FUNCTIONS
+        scoreboard.set_exit_reason(slot, REASON_NO_FUNCTIONS)
         return ExitCode.NO_FUNCTIONS
     worker = Worker(
         spec.servers,
