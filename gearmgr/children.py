@@ -13,6 +13,15 @@ import time
 PR_SET_PDEATHSIG = 1
 
 
+#: Signals whose default action would end the supervisor at once, without stopping its
+#: workers or removing its socket: a stray one is logged and otherwise ignored.
+STRAY_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
+    if hasattr(signal, name)
+)
+
+
 def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
     """Ask Linux to send ``sig`` to this process when its parent dies (prctl). Must be called
     after any privilege drop, which clears it."""
@@ -79,3 +88,54 @@ def wait_status_text(status: int) -> str:
         return f"killed by {signal.Signals(-code).name}"
     except ValueError:
         return f"killed by signal {-code}"
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Ask Linux to make this process the reaper of its orphaned descendants (prctl): what
+    a job forks and leaves behind, even in a session or process group of its own, then stays
+    below this process instead of going to init. False where that is not available."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children_of_self() -> set[int]:
+    """The pids of this process's children (``/proc/self/task/*/children``, else a scan of
+    /proc)."""
+    found: set[int] = set()
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as f:
+                found.update(int(p) for p in f.read().split())
+        return found
+    except (OSError, ValueError):
+        pass
+    me = os.getpid()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                if int(f.read().rpartition(")")[2].split()[1]) == me:
+                    found.add(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def end_strays(known: set[int]) -> list[int]:
+    """SIGKILL every child of this process that is not in ``known``: a subreaper's adopted
+    orphans, left behind by a process that is gone. Returns their pids (reaped later, like any
+    child)."""
+    strays = sorted(children_of_self() - known)
+    for pid in strays:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return strays

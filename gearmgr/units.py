@@ -198,11 +198,32 @@ def parse_address(text: str, default_port: int | None = DEFAULT_PORT) -> tuple[s
     else:
         host, colon, port_text = text.partition(":")
         has_port, valid = bool(colon), True
+    if valid and host and not _is_host(host):
+        raise ValueError(f"not a valid host name or address: {show_value(host)}")
     if valid and host and not has_port and default_port is not None:
         return host, default_port
     if valid and host and _is_port(port_text):
         return host, int(port_text)
     raise ValueError(f'expected "HOST:PORT", got {show_value(text)}')
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a DNS name of at most 253 characters in labels of 1 to 63 letters,
+    digits, hyphens and underscores (what getaddrinfo can be asked without an encoding error)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host[:-1] if host.endswith(".") else host
+    if not name or len(name) > 253:
+        return False
+    return all(
+        0 < len(label) <= 63
+        and label.isascii()
+        and label.replace("-", "").replace("_", "").isalnum()
+        for label in name.split(".")
+    )
 
 
 def _is_port(text: str) -> bool:

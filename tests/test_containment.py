@@ -98,3 +98,59 @@ def test_jobs_that_time_out_back_their_slot_off(
     delays = [float(d) for d in re.findall(r"\(timeout\); restarting in ([\d.]+)s", sup.log())]
     assert delays == sorted(delays) and delays[-1] >= 0.9, delays
     sup.assert_alive()
+
+
+ESCAPER = (
+    "import os, subprocess, time\n\n"
+    "def escaper(job):\n"
+    "    daemon = subprocess.Popen(['sleep', '300'], start_new_session=True).pid\n"
+    "    pid = os.fork()\n"
+    "    if pid == 0:  # leaves the worker's group and keeps its sockets\n"
+    "        os.setpgid(0, 0)\n"
+    "        while True:\n"
+    "            time.sleep(1)\n"
+    "    return f'{daemon} {pid}'\n"
+)
+
+
+def test_what_a_job_starts_in_a_session_or_group_of_its_own_does_not_outlive_a_stop(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path
+):
+    (workers_dir / "escaper.py").write_text(ESCAPER)
+    sup = supervisor_factory({"include": ["escaper"]})
+    sup.wait_ready(gearmand.port, {"escaper": 1})
+    pids = [int(p) for p in gearman_cli(gearmand.port, "-f", "escaper", "x").stdout.split()]
+    assert all(pid_alive(p) for p in pids)
+    sup.signal(signal.SIGTERM)
+    assert sup.wait(30) == 0
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=5, what="the escapees gone")
+    wait_for(
+        lambda: not any("escaper" in line for line in gearmand.workers()),
+        timeout=5,
+        what="no worker for escaper left at gearmand",
+    )
+
+
+def test_what_a_job_starts_in_a_session_of_its_own_goes_with_its_recycled_process(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path
+):
+    (workers_dir / "escaper.py").write_text(ESCAPER)
+    sup = supervisor_factory({"include": ["escaper"], "max_jobs": 1})
+    sup.wait_ready(gearmand.port, {"escaper": 1})
+    pids = [int(p) for p in gearman_cli(gearmand.port, "-f", "escaper", "x").stdout.split()]
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=10, what="the escapees gone")
+    sup.wait_ready(gearmand.port, {"escaper": 1})
+    assert "left behind by a job" in sup.log()
+    sup.assert_alive()
+
+
+def test_stray_signals_are_logged_and_ignored(supervisor_factory, gearmand: Gearmand):
+    sup = supervisor_factory({"include": ["reverse"]})
+    sup.wait_ready(gearmand.port, {"reverse": 1})
+    before = sup.worker_pids()
+    for sig in (signal.SIGUSR2, signal.SIGALRM, signal.SIGVTALRM, signal.SIGIO):
+        sup.signal(sig)
+    wait_for(lambda: "SIGIO ignored" in sup.log(), timeout=5, what="the signals logged")
+    sup.assert_alive()
+    assert sup.worker_pids() == before
+    assert (sup.workdir / "gearmgr.sock").exists()

@@ -21,6 +21,7 @@ import time
 from collections import deque
 
 from gearmgr import scoreboard as sb
+from gearmgr.children import end_strays
 from gearmgr.config import Config
 from gearmgr.errors import ExitCode, FatalError
 from gearmgr.logs import reopen_log_file, setup_logging
@@ -38,7 +39,7 @@ from gearmgr.supervisor.probe import ServerProbe
 from gearmgr.supervisor.reload import ReloadSequence
 from gearmgr.supervisor.reloading import Reloading
 from gearmgr.supervisor.services import Services, preload
-from gearmgr.supervisor.spawner import HANDLED_SIGNALS, describe_exit, fork
+from gearmgr.supervisor.spawner import HANDLED_SIGNALS, STRAY_SIGNALS, describe_exit, fork
 from gearmgr.supervisor.watch import Watcher
 from gearmgr.words import plural
 
@@ -303,7 +304,7 @@ class Supervisor(Services, Reloading):
         for fd in (self._wakeup_r, self._wakeup_w):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
-        for sig in HANDLED_SIGNALS:
+        for sig in HANDLED_SIGNALS + STRAY_SIGNALS:
             signal.signal(sig, self._record_signal)
 
     def _record_signal(self, sig: int, frame: object) -> None:
@@ -319,7 +320,11 @@ class Supervisor(Services, Reloading):
 
     def _dispatch(self, sig: int) -> None:
         name = signal.Signals(sig).name.lower()
-        getattr(self, f"handle_{name[3:]}")()
+        handler = getattr(self, f"handle_{name[3:]}", None)
+        if handler is None:
+            log.warning("%s ignored (stop with TERM, reload with HUP)", name.upper())
+            return
+        handler()
 
     def handle_chld(self) -> None:
         """Children are reaped after every wake-up; nothing more to do."""
@@ -414,6 +419,19 @@ class Supervisor(Services, Reloading):
                 continue
             self._end_group(pid)
             self._child_exited(slot, status)
+            self._end_strays()
+
+    def _end_strays(self) -> None:
+        """A worker is gone: what its jobs left behind outside its process group (a setsid
+        helper, a daemon) was handed to us, its subreaper: end it."""
+        known = {s.pid for s in self.pool.children()}
+        if self.embedded and self.embedded.pid:
+            known.add(self.embedded.pid)
+        if self.reloads.scan is not None and self.reloads.scan.validation is not None:
+            known.add(self.reloads.scan.validation.pid)
+        known |= self.probe.child_pids()
+        for pid in end_strays(known):
+            log.info("ended process %d, left behind by a job of a worker that is gone", pid)
 
     def _child_exited(self, slot: Slot, status: int) -> None:
         now = time.monotonic()

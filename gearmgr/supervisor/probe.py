@@ -110,6 +110,10 @@ class ServerProbe:
             wake = min(wake, self._resolving.deadline)
         return wake
 
+    def child_pids(self) -> set[int]:
+        """The resolver fork, while it runs."""
+        return {self._resolving.pid} if self._resolving is not None else set()
+
     def tick(self, now: float) -> None:
         """Close the queries past their deadline; start a round when one is due."""
         for fd, query in list(self._queries.items()):

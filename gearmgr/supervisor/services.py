@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gearmgr import scoreboard as sb
+from gearmgr.children import become_subreaper
 from gearmgr.config import Config
 from gearmgr.errors import ExitCode, FatalError
 from gearmgr.ops.control import AnswerLater, ControlError, ControlServer
@@ -122,6 +123,7 @@ class Services:
         if self.config.embedded_server:
             find_gearmand()  # EmbeddedServerError, a FatalError, when it is missing
         preload()
+        become_subreaper()  # what a job leaves behind (setsid, double fork) comes back to us
         self._drop_privileges()
         self._install_signals()
         from gearmgr.worker.child import set_title

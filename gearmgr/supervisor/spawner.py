@@ -12,6 +12,7 @@ import os
 import signal
 from collections.abc import Callable
 
+from gearmgr.children import STRAY_SIGNALS
 from gearmgr.logs import flush_logs
 
 log = logging.getLogger("gearmgr.supervisor")
@@ -49,7 +50,7 @@ def fork(
     and signal state dropped), then ``run()``, and exits with what it returns (1 if it raises:
     logged as ``what`` crashed). Returns the child's pid; raises OSError if fork() fails."""
     flush_logs()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS + STRAY_SIGNALS)
     try:
         pid = os.fork()
     except OSError:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 
+from gearmgr.children import STRAY_SIGNALS, become_subreaper
 from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
 from gearmgr.logs import redirect_stdio, set_label
@@ -37,7 +38,7 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
 def reset_signals() -> None:
     """Undo what the supervisor installed: default dispositions, no wakeup fd."""
     signal.set_wakeup_fd(-1)
-    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR2):
+    for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, *STRAY_SIGNALS):
         signal.signal(sig, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a log rotation while importing: harmless
@@ -58,6 +59,9 @@ def run_child(spec: WorkerSpec, scoreboard: Scoreboard, parent_pid: int) -> int:
     set_parent_death_signal()
     if os.getppid() != parent_pid:
         return 0
+    # Orphans of this process's jobs (a daemon, a setsid helper) stay below it while it lives,
+    # and go to the supervisor, which ends them, when it exits.
+    become_subreaper()
     names = ",".join(spec.functions)
     redirect_stdio()  # print() and tracebacks of worker code go where the log goes
     set_label(f"worker {names}")

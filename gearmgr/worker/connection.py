@@ -54,7 +54,10 @@ def open_socket(host: str, port: int) -> tuple[socket.socket, int]:
     (0: connected or under way). Never on fds 0-2, which a job may have closed. Raises OSError
     when the name does not resolve or no socket can be made."""
     ensure_stdio()  # a job closed fd 1? then a socket there would receive its print()s
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except UnicodeError as exc:  # a name the IDNA codec refuses (a label over 63 characters)
+        raise OSError(f"not a valid host name: {exc}") from None
     family, stype, proto, _, addr = infos[0]
     sock = socket.socket(family, stype, proto)
     if sock.fileno() <= 2:  # a job's thread closed it since: move the socket up

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
-from gearmgr.errors import ExitCode
+from gearmgr.errors import ExitCode, exception_text
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
 from gearmgr.units import parse_address
 from gearmgr.wire.protocol import PacketType, encode, work_complete
@@ -72,6 +72,10 @@ REFRESH_INTERVAL = 1.0
 def split_address(address: str, default_port: int = 4730) -> tuple[str, int]:
     """Deprecated alias of :func:`gearmgr.units.parse_address` (kept for older imports)."""
     return parse_address(address, default_port)
+
+
+#: Characters of an exception's message a failed job's WORK_WARNING carries to its client.
+WARNING_LIMIT = 65536
 
 
 class Worker(ConnectionLoop):
@@ -372,14 +376,19 @@ class Worker(ConnectionLoop):
     def _failed(self, job: Job, exc: BaseException) -> bytes:
         """A job raised: log it, and the reply that fails it (WORK_WARNING + WORK_FAIL). A job
         that called sys.exit() or raised KeyboardInterrupt makes the process leave."""
-        text = f"{type(exc).__name__}: {exc}"
-        job.log.error("failed: %s", text, exc_info=not isinstance(exc, SystemExit))
+        try:  # what the client reads: the whole message, bounded, whatever its characters
+            message = str(exc)
+        except Exception:
+            message = "(its message cannot be shown)"
+        text = f"{type(exc).__name__}: {message[:WARNING_LIMIT]}"
+        job.log.error("failed: %s", exception_text(exc), exc_info=not isinstance(exc, SystemExit))
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             self._stop = True  # the job asked the process to exit: it does, and says why
             self.leaving = sb.REASON_JOB_EXIT
             self._slot.set(self._slot.job_exit, sb.job_exit_word(exc))
         handle = job._handle
-        return encode(P.WORK_WARNING, handle, text.encode()) + encode(P.WORK_FAIL, handle)
+        warning = text.encode("utf-8", "backslashreplace")
+        return encode(P.WORK_WARNING, handle, warning) + encode(P.WORK_FAIL, handle)
 
     # -- process state ---------------------------------------------------------------------------
 
