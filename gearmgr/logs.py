@@ -140,18 +140,18 @@ def setup_logging(level: str = "info", log_file: str | None = None) -> None:
     """Send every gearmgr record at ``level`` and above to stderr, ``log_file`` or syslog."""
     global _handler, _log_file
     root = logging.getLogger()
-    for old in list(root.handlers):  # e.g. the CLI's stderr handler for early messages
-        root.removeHandler(old)
-        if old is _handler:
-            old.close()
-    _log_file = log_file
+    # The new handler first: a log file that cannot be opened raises here (OSError), with the
+    # old handler still in place, so that a failed reload keeps logging where it did.
     handler: logging.Handler
     if log_file == "syslog":
         address = "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
         handler = logging.handlers.SysLogHandler(address=address)
         handler.setFormatter(BoundedFormatter(SHORT_FORMAT))
     elif log_file:
-        handler = logging.FileHandler(log_file, encoding="utf-8", delay=False)
+        # backslashreplace: a file name that is not UTF-8 in a message shows escaped
+        handler = logging.FileHandler(
+            log_file, encoding="utf-8", delay=False, errors="backslashreplace"
+        )
         handler.setFormatter(BoundedFormatter(PLAIN_FORMAT))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -159,6 +159,11 @@ def setup_logging(level: str = "info", log_file: str | None = None) -> None:
             handler.setFormatter(JournalFormatter(SHORT_FORMAT))
         else:
             handler.setFormatter(BoundedFormatter(PLAIN_FORMAT))
+    for old in list(root.handlers):  # e.g. the CLI's stderr handler for early messages
+        root.removeHandler(old)
+        if old is _handler:
+            old.close()
+    _log_file = log_file
     handler.addFilter(_label)
     _handler = handler
     root.addHandler(handler)

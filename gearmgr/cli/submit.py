@@ -16,6 +16,7 @@ import sys
 
 from gearmgr.cli.argtypes import seconds, server
 from gearmgr.config import ENV_VAR, find_config_path, load_config
+from gearmgr.errors import one_line
 from gearmgr.wire.client import DEFAULT_SERVER, Client, GearmanError, JobFailed, ServerUnavailable
 
 
@@ -88,16 +89,17 @@ def main(args: argparse.Namespace) -> int:
             )
     except JobFailed as exc:
         reason = exc.exception or "; ".join(exc.warnings) or "no reason given by the worker"
-        print(f"gearmgr: job failed: {reason}", file=sys.stderr)
+        # the worker's or server's words, on one line, bounded: never escape codes on a tty
+        print(f"gearmgr: job failed: {one_line(reason, 2000)}", file=sys.stderr)
         return 1
     except ServerUnavailable as exc:
         hint = ""
         if addresses == [DEFAULT_SERVER] and not args.servers:  # nobody named a server
             hint = "; name the job server with -s HOST:PORT, or its config with -c FILE"
-        print(f"gearmgr: {exc}{hint}", file=sys.stderr)
+        print(f"gearmgr: {one_line(str(exc), 2000)}{hint}", file=sys.stderr)
         return 1
     except GearmanError as exc:
-        print(f"gearmgr: {exc}", file=sys.stderr)
+        print(f"gearmgr: {one_line(str(exc), 2000)}", file=sys.stderr)
         return 1
     out = sys.stdout.buffer
     out.write(answer.encode() if isinstance(answer, str) else answer)

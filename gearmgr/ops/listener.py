@@ -133,8 +133,7 @@ class Listener:
         for pending in [p for p in self._pending.values() if now > p.deadline]:
             self._drop(pending)
         if self._paused_until and now >= self._paused_until:
-            self._paused_until = 0.0
-            self._pause_logged = False
+            self._paused_until = 0.0  # one warning per shortage: reset by the next accept()
             self._set_accepting(len(self._pending) < MAX_CONNECTIONS)
 
     def _set_accepting(self, on: bool) -> None:
@@ -160,6 +159,7 @@ class Listener:
                     self._pause(exc)
                 return
             conn.setblocking(False)
+            self._pause_logged = False
             self._pending[conn.fileno()] = _Pending(conn, time.monotonic() + REQUEST_TIMEOUT)
             if self._selector is not None:
                 self._selector.register(conn, selectors.EVENT_READ, self)

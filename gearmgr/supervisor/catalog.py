@@ -7,6 +7,7 @@ The supervisor never imports worker code: validation happens in a throwaway fork
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import select
 import time
@@ -20,12 +21,19 @@ from gearmgr.discovery import Discovery, Validation, discover
 log = logging.getLogger("gearmgr.supervisor")
 
 
-def file_signature(path: Path) -> tuple[int, int]:
+def file_signature(path: Path) -> tuple[int, str]:
+    """What a worker file holds: its size and a digest of its bytes. Not its mtime: a file
+    that touches itself when imported would otherwise look changed after every import, and
+    with auto_reload replace its processes in a loop."""
     try:
-        st = path.stat()
+        with open(path, "rb") as f:
+            data = f.read(MAX_SIGNED + 1)
     except OSError:
-        return (0, 0)
-    return (st.st_mtime_ns, st.st_size)
+        return (0, "")
+    return (len(data), hashlib.blake2b(data, digest_size=16).hexdigest())
+
+
+MAX_SIGNED = 16 << 20  # bytes of a worker file read for its signature
 
 
 VALIDATION_TIMEOUT = 20.0  # seconds the throwaway fork may take to import the files it checks
@@ -36,7 +44,7 @@ class Scan:
     """A scan of the worker folders whose validation may still be running."""
 
     found: Discovery
-    signatures: dict[str, tuple[int, int]]
+    signatures: dict[str, tuple[int, str]]
     validation: Validation | None
 
 
@@ -44,7 +52,7 @@ class Catalog:
     def __init__(self) -> None:
         self.files: dict[str, Path] = {}
         self.broken: dict[str, str] = {}  # function -> why its file does not load
-        self.signatures: dict[str, tuple[int, int]] = {}  # worker file (mtime_ns, size)
+        self.signatures: dict[str, tuple[int, str]] = {}  # worker file (size, digest)
         self.broken_since: dict[str, float] = {}  # monotonic time each file was found broken
         self._broken_logged: set[str] = set()
         self._reported: set[str] = set()

@@ -292,6 +292,9 @@ class Services:
             return {"ok": True, "pid": self.pid}
         if command == "restart":
             name = request["function"]
+            if name in self.catalog.broken:  # a new process could not load it: nothing to gain
+                error = f"the worker file of {name} fails to load, fix it first: "
+                return {"ok": False, "error": error + self.catalog.broken[name]}
             count = self.pool.replace_functions({name}, self.catalog.broken)
             if not count:
                 served = ", ".join(sorted(self.catalog.files)) or "none"
