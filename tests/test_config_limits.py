@@ -292,9 +292,9 @@ def test_the_biggest_config_within_the_bounds_loads_in_well_under_a_second(
 ) -> None:
     names = ", ".join(f"f{i}" for i in range(yamlread.MAX_VALUES - 10))
     path = write(tmp_path, f"include: [{names}]\n")
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: the machine may be busy with other work
     assert len(load_config(path).include) == yamlread.MAX_VALUES - 10
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
 
 
 def test_aliases_within_the_bounds_still_work() -> None:
@@ -375,10 +375,10 @@ def test_import_ini_style_text_is_not_checked_against_this_machine() -> None:
 def test_a_reload_to_a_hostile_config_keeps_the_running_one_quickly(tmp_path: Path) -> None:
     """The supervisor's reload calls load_config: an alias bomb must not stall its loop."""
     path = write(tmp_path, alias_bomb(levels=12))
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: the machine may be busy with other work
     with pytest.raises(ConfigError):
         load_config(path)
-    assert time.monotonic() - started < 0.5
+    assert time.process_time() - started < 0.5
 
 
 # Each error shown in docs/configuration.md's "Limits" that needs no particular machine.
