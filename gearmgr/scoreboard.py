@@ -144,6 +144,15 @@ class Scoreboard:
         """Say why the process of slot ``index`` leaves (one of the REASON_* codes)."""
         self.words[index * WORDS_PER_SLOT + EXIT_REASON] = reason
 
+    def starting(self, index: int) -> None:
+        """A fresh slot for a process about to be forked: cleared, its state STARTING."""
+        self.clear(index)
+        self.words[index * WORDS_PER_SLOT + STATE] = STARTING
+
+    def job_exit(self, index: int) -> int:
+        """The word in which a worker said how a job asked it to exit (describe_job_exit)."""
+        return int(self.words[index * WORDS_PER_SLOT + JOB_EXIT])
+
     def writer(self, index: int, functions: Sequence[str]) -> SlotWriter:
         """The writer a worker process uses for slot ``index``; ``functions`` in counter order."""
         return SlotWriter(self, index, functions)

@@ -25,7 +25,7 @@ from prometheus_client.core import (
 from gearmgr.ops.listener import Listener, Reply
 from gearmgr.scoreboard import BUCKETS
 from gearmgr.supervisor.snapshot import Snapshot
-from gearmgr.worker.loop import split_address
+from gearmgr.units import parse_address
 
 log = logging.getLogger("gearmgr.metrics")
 
@@ -98,7 +98,7 @@ class MetricsServer(Listener):
     """A minimal HTTP/1.0 endpoint: every GET answers the metrics, then closes."""
 
     def __init__(self, address: str, collector: SupervisorCollector) -> None:
-        host, port = split_address(address, default_port=9090)
+        host, port = parse_address(address, default_port=9090)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)  # type: ignore[arg-type]
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -251,8 +251,7 @@ class Supervisor(Services, Reloading, Reaping):
         files = {n: self.catalog.files[n] for n in spec.functions if n in self.catalog.files}
         if len(spec.functions) > 1:  # a shared process leaves out files known to be broken
             files = {n: p for n, p in files.items() if n not in self.catalog.broken}
-        self.scoreboard.clear(slot.index)
-        self.scoreboard.words[self.scoreboard.base(slot.index) + sb.STATE] = sb.STARTING
+        self.scoreboard.starting(slot.index)
         wspec = worker_spec(spec, files, self.config.servers, slot.index)
         self.loaded[slot.index] = list(wspec.functions)
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from gearmgr.errors import FatalError
+from gearmgr.units import parse_address
 from gearmgr.worker.child import set_parent_death_signal
-from gearmgr.worker.loop import split_address
 
 log = logging.getLogger("gearmgr.embedded")
 SEARCH_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/local/sbin"
@@ -62,7 +62,7 @@ def answers(host: str, port: int, timeout: float = 0.5) -> bool:
 class EmbeddedServer:
     def __init__(self, address: str, state_dir: Path) -> None:
         self.address = address
-        self.host, self.port = split_address(address)
+        self.host, self.port = parse_address(address)
         self.state_dir = state_dir
         self.queue_file = state_dir / "gearmgr-queue.sqlite"
         self.pid_file = state_dir / "gearmgr-gearmand.pid"

@@ -134,8 +134,7 @@ class Reaping:
         if exit.reason is ExitReason.IMPORT:
             detail = "none of its worker files could be loaded"
         elif exit.reason is ExitReason.JOB_EXIT:  # counted as a crash, backoff included
-            word = self.scoreboard.words[self.scoreboard.base(slot.index) + sb.JOB_EXIT]
-            detail = sb.describe_job_exit(word)
+            detail = sb.describe_job_exit(self.scoreboard.job_exit(slot.index))
         else:
             detail = exit.restart.label
         log.log(

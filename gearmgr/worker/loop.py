@@ -31,7 +31,6 @@ from typing import Any
 from gearmgr import scoreboard as sb
 from gearmgr.errors import ExitCode, exception_text
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
-from gearmgr.units import parse_address
 from gearmgr.wire.protocol import PacketType, encode, work_complete
 from gearmgr.wire.session import (
     CONNECTING,
@@ -53,7 +52,7 @@ from gearmgr.worker.limits import Limits, current_rss
 from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
 
-__all__ = ["DOWN", "UP", "Worker", "current_rss", "split_address"]
+__all__ = ["DOWN", "UP", "Worker", "current_rss"]
 
 log = logging.getLogger("gearmgr.worker")
 
@@ -67,11 +66,6 @@ RECV_SIZE = 65536
 #: The process title's job count and the scoreboard's RSS are refreshed at most this often
 #: while jobs run (and whenever the process turns idle).
 REFRESH_INTERVAL = 1.0
-
-
-def split_address(address: str, default_port: int = 4730) -> tuple[str, int]:
-    """Deprecated alias of :func:`gearmgr.units.parse_address` (kept for older imports)."""
-    return parse_address(address, default_port)
 
 
 #: Characters of an exception's message a failed job's WORK_WARNING carries to its client.
