@@ -6,8 +6,11 @@ stdlib, so no dependency on python-systemd.
 
 from __future__ import annotations
 
+import enum
+import math
 import os
 import socket
+from collections.abc import Callable
 
 
 class Notifier:
@@ -54,3 +57,60 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+
+
+STATUS_INTERVAL = 5.0  # seconds between STATUS= updates
+
+
+class Phase(enum.Enum):
+    """Where the service is in systemd's eyes."""
+
+    STARTING = "starting"  # READY=1 not sent yet: processes still loading and registering
+    READY = "ready"  # READY=1 sent; STATUS= every STATUS_INTERVAL, WATCHDOG=1 on time
+    STOPPING = "stopping"  # STOPPING=1 sent; only the watchdog goes on
+
+
+class Readiness:
+    """systemd's view of the supervisor as a small state machine driven by ``now``:
+
+    STARTING --(every planned process registered)--> READY --(a stop begins)--> STOPPING
+    STARTING --(a stop begins)--> STOPPING
+
+    Each call of :meth:`tick` sends what is due; :meth:`next_wake` says when the next thing is
+    due, so the loop's wait includes it. Nothing here reads the clock."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+        self.phase = Phase.STARTING
+        self._next_status = 0.0
+        self._next_watchdog = 0.0
+
+    def tick(self, now: float, registered: Callable[[], bool], summary: Callable[[], str]) -> None:
+        """``registered``: whether every planned process is up (asked only while STARTING);
+        ``summary``: the one-line STATUS= text (built only when it is sent)."""
+        if not self.notifier.enabled:
+            return
+        if self.phase is Phase.STARTING and registered():
+            self.phase = Phase.READY
+            self.notifier.ready(summary())
+            self._next_status = now + STATUS_INTERVAL
+        if self.phase is not Phase.STOPPING and now >= self._next_status:
+            self.notifier.status(summary())
+            self._next_status = now + STATUS_INTERVAL
+        if self.notifier.watchdog_interval and now >= self._next_watchdog:
+            self.notifier.watchdog()
+            self._next_watchdog = now + self.notifier.watchdog_interval
+
+    def stopping(self) -> None:
+        if self.phase is not Phase.STOPPING:
+            self.phase = Phase.STOPPING
+            self.notifier.stopping()
+
+    def next_wake(self) -> float:
+        """When :meth:`tick` next has something to send (infinity: nothing)."""
+        if not self.notifier.enabled:
+            return math.inf
+        wake = self._next_status if self.phase is not Phase.STOPPING else math.inf
+        if self.notifier.watchdog_interval:
+            wake = min(wake, self._next_watchdog)
+        return wake

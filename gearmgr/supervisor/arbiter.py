@@ -28,7 +28,7 @@ from gearmgr.ops.control import ControlServer
 from gearmgr.ops.listener import Listener
 from gearmgr.ops.metrics import MetricsServer
 from gearmgr.ops.pidfile import PidFile
-from gearmgr.ops.systemd import Notifier
+from gearmgr.ops.systemd import Notifier, Readiness
 from gearmgr.supervisor.catalog import Catalog, Scan
 from gearmgr.supervisor.embedded import EmbeddedServer
 from gearmgr.supervisor.lifecycle import Lifecycle, Slot
@@ -88,9 +88,7 @@ class Supervisor(Services, Reloading, Reaping):
         self.watcher: Watcher | None = None
         self.metrics: MetricsServer | None = None
         self.notifier = Notifier()
-        self.ready = False
-        self._next_status = 0.0
-        self._next_watchdog = 0.0
+        self.readiness = Readiness(self.notifier)
         self.probe = ServerProbe(
             config.servers,
             self._server_checked,
@@ -205,10 +203,7 @@ class Supervisor(Services, Reloading, Reaping):
         if scan is not None and scan.validation is not None:
             wake = min(wake, scan.validation.deadline)
         wake = min(wake, self.probe.next_wake())
-        if self.notifier.enabled:
-            wake = min(wake, self._next_status)
-            if self.notifier.watchdog_interval:
-                wake = min(wake, self._next_watchdog)
+        wake = min(wake, self.readiness.next_wake())
         if self.watcher is not None:
             watch_wake = self.watcher.next_wake(now)
             if watch_wake is not None:
@@ -366,5 +361,5 @@ class Supervisor(Services, Reloading, Reaping):
         log.info("stopping: %s %s", plural(n, "process"), what)
         self.stopping = True
         self._cancel_scan()
-        self.notifier.stopping()
+        self.readiness.stopping()
         self._execute(self.pool.stop_all(time.monotonic()))

@@ -28,7 +28,7 @@ from gearmgr.ops.privileges import (
     resolve,
 )
 from gearmgr.ops.status import build_status, summary
-from gearmgr.ops.systemd import Notifier
+from gearmgr.ops.systemd import Notifier, Readiness
 from gearmgr.supervisor.catalog import Catalog, Scan
 from gearmgr.supervisor.embedded import EmbeddedServer, EmbeddedServerError, find_gearmand
 from gearmgr.supervisor.lifecycle import Lifecycle, ProcessState
@@ -41,8 +41,6 @@ from gearmgr.supervisor.spawner import describe_exit
 from gearmgr.words import plural
 
 log = logging.getLogger("gearmgr.supervisor")
-
-STATUS_INTERVAL = 5.0  # seconds between systemd STATUS= updates
 
 
 def preload() -> None:
@@ -84,8 +82,7 @@ class Services:
     ready: bool
     totals: dict[str, sb.FunctionStats]
     loaded: dict[int, list[str]]
-    _next_status: float
-    _next_watchdog: float
+    readiness: Readiness
     _selector: selectors.BaseSelector
 
     _install_signals: Callable[[], None]
@@ -219,19 +216,9 @@ class Services:
 
     def _notify_systemd(self, now: float) -> None:
         """READY=1 once every planned process has registered (or is backing off after a
-        failure), STATUS= every few seconds, WATCHDOG=1 at half systemd's interval."""
-        if not self.notifier.enabled:
-            return
-        if not self.ready and not self.stopping and self._all_registered():
-            self.ready = True
-            self.notifier.ready(summary(self.snapshot()))
-            self._next_status = now + STATUS_INTERVAL
-        if now >= self._next_status:
-            self.notifier.status(summary(self.snapshot()))
-            self._next_status = now + STATUS_INTERVAL
-        if self.notifier.watchdog_interval and now >= self._next_watchdog:
-            self.notifier.watchdog()
-            self._next_watchdog = now + self.notifier.watchdog_interval
+        failure), STATUS= every few seconds, WATCHDOG=1 at half systemd's interval: the
+        readiness state machine (ops/systemd.py) decides, given ``now``."""
+        self.readiness.tick(now, self._all_registered, lambda: summary(self.snapshot()))
 
     def _all_registered(self) -> bool:
         """Every planned process has loaded its code and registered with a job server (with
