@@ -157,6 +157,16 @@ class Scoreboard:
         """The writer a worker process uses for slot ``index``; ``functions`` in counter order."""
         return SlotWriter(self, index, functions)
 
+    def glance(self, index: int) -> tuple[str, int, float]:
+        """What the supervisor's loop needs of a live slot, cheaply: state, servers connected,
+        the deadline of the job in hand (0.0: none)."""
+        b = index * WORDS_PER_SLOT
+        return (
+            STATE_NAMES.get(self.words[b + STATE], "unknown"),
+            self.words[b + SERVERS_CONNECTED],
+            self.floats[b + JOB_DEADLINE],
+        )
+
     def read(self, index: int, functions: int = 0) -> SlotView:
         b = index * WORDS_PER_SLOT
         w, f = self.words, self.floats

@@ -31,7 +31,7 @@ from gearmgr.ops.pidfile import PidFile
 from gearmgr.ops.systemd import Notifier, Readiness
 from gearmgr.supervisor.catalog import Catalog, Scan
 from gearmgr.supervisor.embedded import EmbeddedServer
-from gearmgr.supervisor.lifecycle import Lifecycle, Slot
+from gearmgr.supervisor.lifecycle import Lifecycle, ProcessState, Slot
 from gearmgr.supervisor.plan import worker_spec
 from gearmgr.supervisor.pool import Action, Kill, Observation, Pool, Release, Spawn, Stop
 from gearmgr.supervisor.probe import ServerProbe
@@ -211,11 +211,15 @@ class Supervisor(Services, Reloading, Reaping):
         return max(0.0, wake - now)
 
     def _observations(self) -> dict[int, Observation]:
-        """What the scoreboard shows of every live process, read once per turn of the loop."""
+        """What the scoreboard shows of the live processes the pool has to watch, read once per
+        turn of the loop: the ones still starting (have they registered?) and the ones with a
+        job timeout (the backstop needs their job's deadline). The others cost a turn nothing,
+        so an idle supervisor's turn does not grow with its pool."""
         seen = {}
+        glance = self.scoreboard.glance
         for slot in self.pool.children():
-            view = self.scoreboard.read(slot.index)
-            seen[slot.index] = Observation(view.state, view.servers_connected, view.job_deadline)
+            if slot.state is ProcessState.STARTING or slot.spec.has_timeouts:
+                seen[slot.index] = Observation(*glance(slot.index))
         return seen
 
     def _heal_broken(self) -> None:

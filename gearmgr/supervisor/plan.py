@@ -59,6 +59,10 @@ class ProcessSpec:
     def group(self) -> str:
         return self.key.rpartition("#")[0]
 
+    @property
+    def has_timeouts(self) -> bool:
+        return any(t for _, t in self.timeouts)
+
 
 def make_plan(config: Config, functions: Iterable[str]) -> list[ProcessSpec]:
     """The processes to run for ``functions`` (names already filtered by include/exclude).
