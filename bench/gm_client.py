@@ -10,7 +10,10 @@ from __future__ import annotations
 import sys
 import time
 
-from gearmgr.wire.client import Client
+try:
+    from gearmgr.wire.client import Client
+except ImportError:  # a package of the flat layout (before 2026-12), for bench/versions.py
+    from gearmgr.client import Client  # type: ignore[no-redef]
 
 
 def main() -> int:

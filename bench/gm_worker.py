@@ -19,8 +19,13 @@ from pathlib import Path
 
 from gearmgr.discovery import load_handler
 from gearmgr.scoreboard import Scoreboard
-from gearmgr.worker.child import set_title
-from gearmgr.worker.loop import Worker
+
+try:
+    from gearmgr.worker.child import set_title
+    from gearmgr.worker.loop import Worker
+except ImportError:  # a package of the flat layout (before 2026-12), for bench/versions.py
+    from gearmgr.child import set_title  # type: ignore[no-redef]
+    from gearmgr.worker import Worker  # type: ignore[no-redef]
 
 
 def main() -> int:
