@@ -25,6 +25,7 @@ try:
     from gearmgr.worker.loop import Worker
 except ImportError:  # a package of the flat layout (before 2026-12), for bench/versions.py
     from gearmgr.child import set_title  # type: ignore[no-redef]
+
     from gearmgr.worker import Worker  # type: ignore[no-redef]
 
 
