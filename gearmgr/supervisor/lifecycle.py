@@ -47,10 +47,12 @@ class ProcessState(enum.Enum):
     @property
     def alive(self) -> bool:
         """A process holds the place (it may be stopping)."""
-        return self in _ALIVE
+        return self is _STARTING or self is _REGISTERED or self is _STOPPING  # identity: cheap
 
 
 _ALIVE = (ProcessState.STARTING, ProcessState.REGISTERED, ProcessState.STOPPING)
+_STARTING, _REGISTERED, _STOPPING = _ALIVE
+_WAITING, _BACKOFF = ProcessState.WAITING, ProcessState.BACKOFF
 
 
 class ExitReason(enum.IntEnum):
@@ -138,7 +140,8 @@ class Lifecycle:
 
     def due(self, now: float) -> bool:
         """May a process start now?"""
-        return self.state in (ProcessState.WAITING, ProcessState.BACKOFF) and now >= self.next_start
+        state = self.state
+        return (state is _WAITING or state is _BACKOFF) and now >= self.next_start
 
     def _expect(self, event: str, *states: ProcessState) -> None:
         if self.state not in states:

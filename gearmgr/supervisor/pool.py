@@ -22,6 +22,11 @@ from gearmgr.errors import FatalError
 from gearmgr.supervisor.lifecycle import ExitReason, ProcessState, Slot
 from gearmgr.supervisor.plan import MAX_PROCESSES, ProcessSpec
 
+_STARTING, _REGISTERED, _STOPPING = (
+    ProcessState.STARTING,
+    ProcessState.REGISTERED,
+    ProcessState.STOPPING,
+)  # module constants: an enum member looked up on its class costs a call per slot
 log = logging.getLogger("gearmgr.supervisor")
 
 TIMEOUT_GRACE = 5.0  # a job past its timeout by this much is killed by the supervisor
@@ -202,7 +207,7 @@ class Pool:
             for slot in self.slots:
                 if slot.spec.functions != (name,) or not slot.code_loaded:
                     continue
-                if slot.state is ProcessState.STOPPING or slot.started_at <= since:
+                if slot.state is _STOPPING or slot.started_at <= since:
                     continue  # it runs code imported before the file broke
                 healed.append(name)
                 rest = set(broken_since) - set(healed)
@@ -234,6 +239,8 @@ class Pool:
 
     def observe(self, seen: Mapping[int, Observation]) -> None:
         """Which starting processes have loaded their code and registered."""
+        if not seen:
+            return
         for slot in self.slots:
             obs = seen.get(slot.index)
             if obs is not None and slot.state is ProcessState.STARTING:
@@ -242,7 +249,7 @@ class Pool:
     def enforce_stop_deadlines(self, now: float) -> list[Action]:
         actions: list[Action] = []
         for slot in self.all_slots():
-            if slot.state is ProcessState.STOPPING and slot.pid and now >= slot.kill_at:
+            if slot.state is _STOPPING and slot.pid and now >= slot.kill_at:
                 log.warning(
                     "process %d (%s) did not stop within %gs: SIGKILL",
                     slot.pid,
@@ -257,6 +264,8 @@ class Pool:
         """Backstop for the worker's own timeout watchdog (which cannot run while a job holds
         the GIL): kill a process whose job is past its deadline by TIMEOUT_GRACE."""
         actions: list[Action] = []
+        if not any(obs.job_deadline for obs in seen.values()):
+            return actions  # no job in hand has a deadline: nothing to look at
         for slot in self.all_slots():
             if not slot.pid or slot.stop_reason is ExitReason.TIMEOUT:
                 continue
@@ -361,12 +370,13 @@ class Pool:
         """The pool's next deadline: a start due, a stop deadline, a replacement's poll."""
         wake = float("inf")
         for slot in self.all_slots():
-            if slot.state is ProcessState.STOPPING:
+            if slot.state is _STOPPING:
                 wake = min(wake, slot.kill_at)
         if stopping:
             return wake
         for slot in self.slots:
-            if not slot.state.alive:
+            state = slot.state
+            if not (state is _REGISTERED or state is _STARTING or state is _STOPPING):
                 wake = min(wake, max(slot.next_start, self._spawn_at))
         if self.replacement is not None or self.replacing:
             wake = min(wake, now + REPLACE_POLL)  # a rolling replacement waits on a registration
