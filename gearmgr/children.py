@@ -29,7 +29,7 @@ def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
     except (OSError, AttributeError):
-        pass  # not Linux: the worker's parent check in its idle loop still applies
+        pass  # not Linux: the worker notices at its next getppid() check
 
 
 def reap(pid: int, timeout: float, sig: int | None = None) -> int | None:

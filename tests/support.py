@@ -275,3 +275,15 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             out.append(int(entry))
     return out
+
+
+def gearmgr_reload(sup: RunningSupervisor) -> subprocess.CompletedProcess[str]:
+    """``gearmgr reload -c CONFIG`` of a running supervisor, as an operator types it."""
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "gearmgr", "reload", "-c", str(sup.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

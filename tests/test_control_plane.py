@@ -10,7 +10,6 @@ import selectors
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from hypothesis import strategies as st
 
 from gearmgr.ops.control import BadRequest, ControlServer, parse_request
 from tests.support import Gearmand, free_port, gearman_cli, wait_for
+from tests.support import gearmgr_reload as reload
 
 
 def ask(path: Path, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -291,15 +291,6 @@ def test_job_servers_that_never_answer_do_not_stall_the_loop(
 
 
 # -- reload tells its outcome --------------------------------------------------------------------
-
-
-def reload(sup) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gearmgr", "reload", "-c", str(sup.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_reload_reports_broken_worker_files_and_exits_1(

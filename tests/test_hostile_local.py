@@ -13,15 +13,7 @@ from pathlib import Path
 
 from gearmgr.ops.control import ControlError
 from tests.support import Gearmand, gearman_cli, pid_alive, wait_for
-
-
-def reload(sup) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gearmgr", "reload", "-c", str(sup.config_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.support import gearmgr_reload as reload
 
 
 def test_a_worker_file_that_is_a_symlink_loop_is_skipped_not_fatal(

@@ -270,7 +270,7 @@ class Supervisor(Services, Reloading, Reaping):
 
     def _in_validation_child(self) -> None:
         """The throwaway fork that imports worker files to validate them (runs in the child)."""
-        from gearmgr.worker.child import set_parent_death_signal
+        from gearmgr.children import set_parent_death_signal
 
         self._in_child()
         set_parent_death_signal(signal.SIGKILL)

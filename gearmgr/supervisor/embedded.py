@@ -18,9 +18,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from gearmgr.children import set_parent_death_signal
 from gearmgr.errors import FatalError
 from gearmgr.units import parse_address
-from gearmgr.worker.child import set_parent_death_signal
 
 log = logging.getLogger("gearmgr.embedded")
 SEARCH_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin:/usr/local/sbin"

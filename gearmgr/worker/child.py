@@ -7,12 +7,11 @@ out; the process serves the others), then hand over to the worker loop.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import signal
 
-from gearmgr.children import STRAY_SIGNALS, become_subreaper
+from gearmgr.children import STRAY_SIGNALS, become_subreaper, set_parent_death_signal
 from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
 from gearmgr.logs import redirect_stdio, set_label
@@ -21,18 +20,7 @@ from gearmgr.worker.loop import Worker
 from gearmgr.worker.spec import WorkerSpec
 
 log = logging.getLogger("gearmgr.worker")
-PR_SET_PDEATHSIG = 1
 IMPORT_TIMEOUT = 60  # seconds a worker process may take to import its worker files
-
-
-def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
-    """Ask Linux to send ``sig`` to this process when its parent dies (prctl). Must be called
-    after any privilege drop, which clears it."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):
-        pass  # not Linux: the worker's parent check in its idle loop still applies
 
 
 def reset_signals() -> None:
