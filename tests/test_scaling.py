@@ -3,6 +3,7 @@ clock, readings of the backlog, and a simulated queue for the anti-flapping case
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -75,7 +76,7 @@ def test_shrinks_one_per_delay_only_without_waiting_jobs_and_never_below_the_flo
         now += TICK
     assert size == 1
     assert changes[0] == 10.0
-    assert all(b - a >= 10.0 for a, b in zip(changes, changes[1:], strict=False))
+    assert all(b - a >= 10.0 for a, b in itertools.pairwise(changes))
 
 
 def test_a_lowered_ceiling_drains_one_per_step() -> None:
