@@ -153,3 +153,15 @@ def test_scale_sets_the_pool_and_an_unknown_function_names_the_real_ones(
     assert unknown.stderr.strip() == "gearmgr: no function 'nope'; functions: pid, reverse"
     bad = cli(sup, "scale", "reverse", "3", "2")
     assert bad.returncode == 2 and "expected MIN <= MAX" in bad.stderr
+
+
+def test_a_scale_beyond_the_process_limit_is_refused_and_the_supervisor_lives_on(
+    supervisor_factory, gearmand: Gearmand
+):
+    sup = supervisor_factory({"include": ["reverse", "pid"], "count": 1})
+    sup.wait_ready(gearmand.port, {"reverse": 2, "pid": 2})
+    refused = cli(sup, "scale", "reverse", "1000")
+    assert refused.returncode == 1
+    assert "gearmgr runs at most 1000" in refused.stderr
+    sup.assert_alive()
+    assert pool(sup, "reverse")["min"] == 1  # nothing changed

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gearmgr.config import Config
+from gearmgr.errors import FatalError
 from gearmgr.supervisor.backlog import BacklogReader
 from gearmgr.supervisor.catalog import Catalog
 from gearmgr.supervisor.plan import MAX_PROCESSES, ProcessSpec, dedicated_spec, make_plan
@@ -159,6 +160,7 @@ class Elastic:
             return {"ok": False, "error": "the supervisor is stopping"}
         config = self._steered()
         before = self._bounds(config, name)
+        kept = (dict(self.steering.scale), set(self.steering.paused))
         if command == "scale":
             try:
                 low, high = int(request["min"]), int(request["max"])
@@ -188,7 +190,11 @@ class Elastic:
                 return {"ok": True, "changed": f"{name} was not paused"}
             self.steering.paused.discard(name)
             changed = f"{name} resumed"
-        self._reconcile_steered()
+        try:
+            self._reconcile_steered()
+        except FatalError as exc:  # a plan the supervisor cannot hold: refused, nothing changes
+            self.steering.scale, self.steering.paused = kept
+            return {"ok": False, "error": str(exc)}
         log.info("%s requested: %s", command, changed)
         return {"ok": True, "changed": changed}
 
