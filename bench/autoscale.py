@@ -5,8 +5,10 @@
    function. Median of ``--trials`` trials (a fresh supervisor each).
 2. 600 jobs of 100 ms: the time to drain them with an elastic pool 1..8 against fixed pools of
    1 and 8 processes, in the same run.
+3. The idle supervisor's CPU (schedstat, all threads) with an elastic pool of 32..64 workers,
+   over ``--idle`` seconds, as % of one core: the backlog reading once a second included.
 
-    python bench/autoscale.py [--quick] [--trials N] [--jobs N] [--json FILE]
+    python bench/autoscale.py [--quick] [--trials N] [--jobs N] [--idle S] [--json FILE]
 """
 
 from __future__ import annotations
@@ -66,11 +68,28 @@ def drain(jobs: int, floor: int, ceiling: int) -> float:
     return took
 
 
+def idle_cpu(seconds: float) -> float:
+    with cm.Gearmand() as g:
+        sup = supervised(g, 32, 64)
+        try:
+            sup.start()
+            g.wait_workers(FUNCTION, 32, timeout=120)
+            time.sleep(2.0)
+            c0, t0 = cm.threads_cpu(sup.pid), time.perf_counter()
+            time.sleep(seconds)
+            c1, t1 = cm.threads_cpu(sup.pid), time.perf_counter()
+            sup.check_alive()
+        finally:
+            sup.stop()
+    return (c1 - c0) / (t1 - t0) * 100
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="1 trial, 120 jobs")
     parser.add_argument("--trials", type=int, default=5, help="trials of the growth (5)")
     parser.add_argument("--jobs", type=int, default=600, help="jobs of 100 ms to drain (600)")
+    parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU (30)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args()
     trials, jobs = (1, 120) if args.quick else (args.trials, args.jobs)
@@ -82,7 +101,10 @@ def main() -> int:
     for label, floor, ceiling in (("fixed 1", 1, 0), ("elastic 1..8", 1, 8), ("fixed 8", 8, 0)):
         drains[label] = drain(jobs, floor, ceiling)
         print(f"  {label}: {jobs} jobs of 100 ms in {drains[label]:.2f} s", file=sys.stderr)
+    idle = idle_cpu(5.0 if args.quick else args.idle)
+    print(f"  idle supervisor, 32 elastic workers: {idle:.3f} % of a core", file=sys.stderr)
     result = {
+        "idle_cpu_percent": idle,
         "growth_s": growth,
         "growth_median_s": statistics.median(growth),
         "drain_s": drains,
@@ -97,6 +119,7 @@ def main() -> int:
                     f"{result['growth_median_s']:.2f} s",
                 ],
                 *[[f"drain {jobs} x 100 ms, {k}", f"{v:.2f} s"] for k, v in drains.items()],
+                ["idle supervisor CPU, 32 elastic workers", f"{idle:.3f} % of a core"],
             ],
         )
     )

@@ -41,9 +41,13 @@ def test_reads_waiting_as_total_less_running_on_one_kept_open_connection() -> No
         assert conn.recv(100) == b"status\n"
         conn.sendall(answer)
         wait_for(lambda: (r.turn(), not r.reader._servers[address].asking)[1], what="read")
+        if answer.startswith(b"resize\t7"):  # jobs wait: the next answer wakes the loop
+            assert r.reader._servers[address].eager
+            assert r.reader.waiting("resize", time.monotonic()) == 5
         r.reader._servers[address].next_ask = 0.0  # ask again at once
     now = time.monotonic()
     assert r.reader.waiting("resize", now) == 0 and r.reader.counts("resize", now) == (0, 3)
+    assert not r.reader._servers[address].eager  # nothing waits: answers do not wake the loop
     assert r.reader.waiting("unknown", now) == 0
     server.close()
     conn.close()
@@ -78,4 +82,26 @@ def test_a_refused_connection_backs_off_doubling() -> None:
         delays.append(state.next_ask - clock[0])
         clock[0] = state.next_ask
     assert delays == [1.0, 2.0, 4.0, 8.0]
+    r.reader.close()
+
+
+def test_while_nothing_waits_an_answer_is_read_by_the_next_tick_not_by_a_wakeup() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    clock = [10.0]
+    r = Reader(address, clock=lambda: clock[0])
+    r.turn(clock[0])
+    conn, _ = server.accept()
+    conn.settimeout(5)
+    wait_for(lambda: (r.turn(clock[0]), r.reader._servers[address].asking)[1], what="asked")
+    assert conn.recv(100) == b"status\n"
+    state = r.reader._servers[address]
+    assert not state.watched  # the answer will not wake the loop
+    assert r.reader.next_wake() == 11.0  # the next tick reads it and asks again
+    conn.sendall(b"resize\t0\t0\t1\n.\n")
+    clock[0] = 11.0
+    wait_for(lambda: (r.reader.tick(clock[0]), state.read_at == 11.0)[1], what="read by tick")
+    assert state.asking and conn.recv(100) == b"status\n"  # and asked again in the same tick
+    server.close()
+    conn.close()
     r.reader.close()

@@ -9,6 +9,10 @@ the connection, forgets that server's reading and retries after a growing delay 
 to 30 s), so a slow or dead server delays nothing else. Numeric addresses are used as they
 are; host names through the job-server check's resolver (``ServerProbe.resolved``).
 
+While no job waits anywhere, an answer does not wake the loop: it is read by the next turn,
+the one that asks again a second later (so an idle supervisor turns no more often for it); once
+jobs wait, answers are read as they arrive.
+
 ``waiting(name)`` is the jobs of ``name`` queued and not running, summed over the servers
 with a fresh reading; None when no server has one (the pools then hold their size).
 """
@@ -34,6 +38,7 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 STALE = 3 * INTERVAL + TIMEOUT  # a reading older than this is not used
 MAX_ANSWER = 1 << 20  # bytes of one `status` answer
+SLACK = 0.05  # a question due this soon goes out with the loop's turn now: no turn of its own
 
 AddressInfo = tuple[int, tuple[object, ...]]
 
@@ -48,6 +53,9 @@ class _Server:
     size: int = 0
     deadline: float = 0.0  # of the connection or of the answer under way
     next_ask: float = 0.0  # when to connect or ask next
+    asked_at: float = 0.0
+    eager: bool = False  # jobs were waiting at the last reading: answers wake the loop
+    watched: bool = False  # the socket is in the selector
     failures: int = 0
     rows: dict[str, FunctionStatus] = field(default_factory=dict)
     read_at: float = -STALE
@@ -108,17 +116,25 @@ class BacklogReader:
     def next_wake(self) -> float:
         wake = float("inf")
         for server in self._servers.values():
-            wake = min(wake, server.deadline if server.asking else server.next_ask)
+            if server.asking and not server.watched:  # read on the tick that asks again
+                wake = min(wake, server.next_ask, server.deadline)
+            else:
+                wake = min(wake, server.deadline if server.asking else server.next_ask)
         return wake
 
     def tick(self, now: float) -> None:
-        """Close what overstayed; connect or ask where it is due."""
+        """Read the answers nobody woke up for; close what overstayed; connect or ask where
+        it is due."""
         for server in self._servers.values():
+            if server.asking and not server.watched:
+                self._receive(server, now)
+                if server.asking and now + SLACK >= server.next_ask:  # a slow answer: wake for it
+                    self._watch(server, selectors.EVENT_READ)
             if server.sock is not None and (server.asking or not server.connected):
                 if now >= server.deadline:
                     self._fail(server, now, "no answer")
                 continue
-            if now < server.next_ask:
+            if now + SLACK < server.next_ask:
                 continue
             if server.sock is None:
                 self._connect(server, now)
@@ -131,44 +147,58 @@ class BacklogReader:
         if server is None or server.sock is None:
             return
         now = self.clock()
-        sock = server.sock
-        try:
-            if not server.connected:
-                err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err:
-                    self._fail(server, now, errno.errorcode.get(err, str(err)))
-                    return
-                server.connected = True
-                self._ask(server, now)
+        if not server.connected:
+            try:
+                err = server.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            except OSError as exc:
+                err = exc.errno or errno.EIO
+            if err:
+                self._fail(server, now, errno.errorcode.get(err, str(err)))
                 return
-            chunk = sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+            server.connected = True
+            self._ask(server, now)
             return
-        except OSError as exc:
-            self._fail(server, now, exc.strerror or str(exc))
-            return
-        if not chunk:
-            self._fail(server, now, "connection closed")
-            return
-        if not server.asking:  # nothing was asked: a server talking out of turn
-            self._fail(server, now, "unexpected data")
-            return
-        server.size += len(chunk)
-        try:
-            lines = server.decoder.feed(chunk)
-            rows = parse_status(lines) if lines is not None else None
-        except ProtocolError as exc:
-            self._fail(server, now, str(exc)[:200])
-            return
-        if rows is None:
+        self._receive(server, now)
+
+    def _receive(self, server: _Server, now: float) -> None:
+        """Read what the server sent, without waiting; a whole answer becomes the reading."""
+        while server.sock is not None:
+            try:
+                chunk = server.sock.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fail(server, now, exc.strerror or str(exc))
+                return
+            if not chunk:
+                self._fail(server, now, "connection closed")
+                return
+            if not server.asking:  # nothing was asked: a server talking out of turn
+                self._fail(server, now, "unexpected data")
+                return
+            server.size += len(chunk)
+            try:
+                lines = server.decoder.feed(chunk)
+                rows = parse_status(lines) if lines is not None else None
+            except ProtocolError as exc:
+                self._fail(server, now, str(exc)[:200])
+                return
+            if rows is not None:
+                self._answered(server, rows, now)
+                return
             if server.size > MAX_ANSWER:
                 self._fail(server, now, f"answer longer than {MAX_ANSWER} bytes")
-            return
+                return
+
+    def _answered(self, server: _Server, rows: list[FunctionStatus], now: float) -> None:
         server.rows = {row.function: row for row in rows}
         server.read_at = now
         server.asking = False
         server.failures = 0
-        server.next_ask = now + INTERVAL
+        # Eager (jobs waiting): the next question a second after this answer. Lazy: a second
+        # after the last question, when the loop's own tick reads the answer and asks again.
+        server.next_ask = now + INTERVAL if server.eager else server.asked_at + INTERVAL
+        server.eager = any(row.total > row.running for row in rows)
 
     def close(self) -> None:
         for server in self._servers.values():
@@ -202,8 +232,7 @@ class BacklogReader:
         server.connected = False
         server.deadline = now + TIMEOUT
         self._by_fd[sock.fileno()] = server
-        if self._selector is not None:
-            self._selector.register(sock, selectors.EVENT_WRITE, self)
+        self._watch(server, selectors.EVENT_WRITE)
 
     def _ask(self, server: _Server, now: float) -> None:
         assert server.sock is not None
@@ -216,11 +245,27 @@ class BacklogReader:
             self._fail(server, now, "send buffer full")
             return
         server.asking = True
+        server.asked_at = now
+        server.next_ask = now + INTERVAL
         server.decoder = AdminDecoder(expect_list=True)
         server.size = 0
         server.deadline = now + TIMEOUT
-        if self._selector is not None:
-            self._selector.modify(server.sock, selectors.EVENT_READ, self)
+        self._watch(server, selectors.EVENT_READ if server.eager else None)
+
+    def _watch(self, server: _Server, events: int | None) -> None:
+        """Put the socket in the selector for ``events``, or take it out (None): while no job
+        waits, an answer is read by the next tick instead of waking the loop for it."""
+        if self._selector is None or server.sock is None:
+            return
+        if events is None:
+            if server.watched:
+                self._selector.unregister(server.sock)
+                server.watched = False
+        elif server.watched:
+            self._selector.modify(server.sock, events, self)
+        else:
+            self._selector.register(server.sock, events, self)
+            server.watched = True
 
     def _fail(self, server: _Server, now: float, why: str) -> None:
         self._close(server)
@@ -237,9 +282,10 @@ class BacklogReader:
         if sock is None:
             return
         self._by_fd.pop(sock.fileno(), None)
-        if self._selector is not None:
+        if self._selector is not None and server.watched:
             try:
                 self._selector.unregister(sock)
             except (KeyError, ValueError):
                 pass
+        server.watched = False
         sock.close()
