@@ -270,7 +270,9 @@ def test_status_keeps_the_counts_of_a_removed_function(
     assert status["functions"]["pid"]["removed"] is False
     table = format_status(status)
     assert "(shared: reverse)" not in table
-    assert re.search(r"^reverse \(removed\)\s+0\s+2\s+0\s+max_jobs=2$", table, re.M), table
+    assert re.search(r"^reverse \(removed\)\s+0\s+2\s+0\s+-\s+-\s+-\s+max_jobs=2$", table, re.M), (
+        table
+    )
 
 
 def test_status_shows_each_workers_unique_memory(supervisor_factory, gearmand: Gearmand) -> None:

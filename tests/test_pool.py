@@ -9,7 +9,7 @@ import pytest
 from gearmgr.config import config_from_dict
 from gearmgr.errors import FatalError
 from gearmgr.supervisor.lifecycle import ExitReason, ProcessState, Slot
-from gearmgr.supervisor.plan import make_plan
+from gearmgr.supervisor.plan import dedicated_spec, make_plan
 from gearmgr.supervisor.pool import (
     REPLACE_WAIT,
     TIMEOUT_GRACE,
@@ -192,3 +192,48 @@ def test_stop_deadline_sends_sigkill_once():
     assert pool.enforce_stop_deadlines(2.9) == []
     assert pool.enforce_stop_deadlines(3.0) == [Kill(s) for s in pool.slots]
     assert pool.enforce_stop_deadlines(4.0) == []
+
+
+# -- elastic pools ----------------------------------------------------------------------------
+
+
+def test_grown_slots_start_with_the_next_starts_due():
+    pool, arb = started_pool({"dedicated_count": 1}, ("a",))
+    config = config_from_dict({})
+    pool.grow([dedicated_spec(config, "a", 1), dedicated_spec(config, "a", 2)])
+    arb.run(pool.manage(1.0, {}), 1.0)
+    assert sorted(s.key for s in pool.dedicated("a")) == ["a#0", "a#1", "a#2"]
+    assert all(s.pid for s in pool.dedicated("a"))
+    assert sorted(pool.numbers("a")) == [0, 1, 2]
+
+
+def test_shrink_drains_an_idle_process_and_never_a_busy_one():
+    pool, arb = started_pool({"dedicated_count": 3}, ("a",))
+    arb.register_all(1.0)
+    busy = Observation("busy", 1, 0.0)
+    slots = pool.dedicated("a")
+    assert pool.shrink("a", {s.index: busy for s in slots}, 2.0) == []  # all busy: nothing
+    assert len(pool.dedicated("a")) == 3
+    seen = {s.index: busy for s in slots}
+    seen[slots[0].index] = IDLE  # the lowest number is the only idle one
+    actions = pool.shrink("a", seen, 3.0)
+    assert actions == [Stop(slots[0])]
+    assert slots[0].state is S.STOPPING and slots[0] in pool.draining
+    assert [s.key for s in pool.dedicated("a")] == ["a#1", "a#2"]
+
+
+def test_shrink_takes_a_slot_without_a_process_first():
+    pool, arb = started_pool({"dedicated_count": 2}, ("a",))
+    arb.register_all(1.0)
+    pool.grow([dedicated_spec(config_from_dict({}), "a", 2)])  # not started yet
+    actions = pool.shrink("a", {s.index: IDLE for s in pool.children()}, 2.0)
+    assert len(actions) == 1 and isinstance(actions[0], Release)
+    assert sorted(pool.numbers("a")) == [0, 1]
+
+
+def test_plan_keeps_the_numbers_a_pool_holds_and_leaves_paused_functions_out():
+    config = config_from_dict({"count": 1, "functions": {"a": {"max_processes": 4}}})
+    specs = make_plan(config, ("a", "b"), current={"a": [0, 3]})
+    assert [s.key for s in specs] == ["all#0", "a#0", "a#3", "b#0"]
+    paused = make_plan(config, ("a", "b"), paused={"a"})
+    assert [(s.key, s.functions) for s in paused] == [("all#0", ("b",)), ("b#0", ("b",))]

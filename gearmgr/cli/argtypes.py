@@ -27,3 +27,14 @@ def server(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def processes(text: str) -> int:
+    """argparse type of a number of processes: a whole number 0..1000 (else exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected a whole number 0..1000, got {text!r}")
+    return value

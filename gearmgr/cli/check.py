@@ -48,6 +48,15 @@ def check(config: Config, out: TextIO) -> int:
     if len(plan) > MAX_PROCESSES:
         print(f"ERROR the plan has more than {MAX_PROCESSES} processes", file=out)
         return ExitCode.USAGE
+    for name in sorted(found.files):
+        settings = config.function(name)
+        if config.elastic(name):
+            print(
+                f"  elastic {name}: {settings.dedicated_count}..{settings.max_processes} processes"
+                f" (backlog_per_process {settings.backlog_per_process},"
+                f" scale_down_delay {format_duration(settings.scale_down_delay)})",
+                file=out,
+            )
     for spec in plan:
         timeouts = ", ".join(f"{n}={format_duration(t)}" for n, t in spec.timeouts if t)
         line = f"  {spec.key:<20} {','.join(spec.functions)}  [{_limits(spec.limits)}"

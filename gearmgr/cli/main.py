@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 
-from gearmgr.cli.argtypes import seconds
+from gearmgr.cli.argtypes import processes, seconds
 from gearmgr.config import ENV_VAR, Config, ConfigError, find_config_path, load_config
 from gearmgr.errors import ExitCode
 
@@ -95,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("function", metavar="FUNCTION", help="the function whose processes to replace")
     p.set_defaults(func=cmd_control)
+    p = sub.add_parser(
+        "scale", parents=[common], help="set one function's pool: MIN processes, up to MAX"
+    )
+    p.add_argument("function", metavar="FUNCTION", help="the function whose pool to size")
+    p.add_argument("min", metavar="MIN", type=processes, help="the floor (0..1000)")
+    p.add_argument(
+        "max", metavar="MAX", type=processes, nargs="?", help="the ceiling (default: MIN)"
+    )
+    p.set_defaults(func=cmd_control)
+    for name, what in (("pause", "stop taking"), ("resume", "take again")):
+        p = sub.add_parser(name, parents=[common], help=f"{what} one function's jobs")
+        p.add_argument("function", metavar="FUNCTION", help="the function")
+        p.set_defaults(func=cmd_control)
     p = sub.add_parser("stop", parents=[common], help="stop the running supervisor and wait")
     p.add_argument(
         "--timeout",

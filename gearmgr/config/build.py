@@ -113,6 +113,19 @@ def _check_dedicated(
         raise src.error((*path, key), problem)
 
 
+def _check_elastic(
+    src: Source, settings: FunctionSettings, path: KeyPath, given: Mapping[str, Any]
+) -> None:
+    """``max_processes`` is 0 (a fixed pool) or at least the floor, ``dedicated_count``."""
+    if settings.max_processes and settings.max_processes < settings.dedicated_count:
+        key = "max_processes" if "max_processes" in given else "dedicated_count"
+        problem = (
+            "expected max_processes: 0 (a fixed pool) or at least dedicated_count"
+            f" ({settings.dedicated_count}, the floor), got max_processes: {settings.max_processes}"
+        )
+        raise src.error((*path, key), problem)
+
+
 def _check_embedded(src: Source, config: Config) -> None:
     if config.embedded_server and not is_loopback(parse_address(config.servers[0])[0]):
         problem = (
@@ -147,10 +160,12 @@ def config_from_dict(
             raise src.unknown((), name, [*KEY, "functions"])
     defaults = FunctionSettings(**{k: values[k] for k in FUNCTION_KEYS if k in values})
     _check_dedicated(src, defaults, (), values)
+    _check_elastic(src, defaults, (), values)
     functions: dict[str, FunctionSettings] = {}
     for name, given in overrides.items():
         functions[name] = dataclasses.replace(defaults, **given)
         _check_dedicated(src, functions[name], ("functions", name), given)
+        _check_elastic(src, functions[name], ("functions", name), given)
     config_path = Path(os.path.abspath(path)) if path is not None else None
     base = config_path.parent if config_path is not None else Path.cwd()
     settings = _global_settings(values, base)

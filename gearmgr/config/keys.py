@@ -20,6 +20,7 @@ from gearmgr.config.values import (
     optional,
     path,
     paths,
+    per_process,
     servers,
     text,
 )
@@ -92,6 +93,15 @@ KEYS: tuple[Key, ...] = (
     _function_key("dedicated_only", boolean, False, type="bool", gm_name="dedicated_only",
         help="never registered by the `count` processes: the function runs on exactly"
         " `dedicated_count` processes, which must be at least 1"),
+    _function_key("max_processes", count, 0, type="int 0..1000",
+        help="`0` keeps the pool fixed at `dedicated_count`. Above it, the function's dedicated"
+        " pool grows and shrinks between `dedicated_count` (the floor, may be `0`) and"
+        " `max_processes` with the backlog at the job servers"),
+    _function_key("backlog_per_process", per_process, 1, type="int >= 1",
+        help="jobs waiting per extra process an elastic pool aims for"),
+    _function_key("scale_down_delay", parse_duration, 30.0, type="duration", unit="duration",
+        help="an elastic pool shrinks only after its function has had no waiting job for this"
+        " long"),
     _function_key("max_jobs", jobs, 0, type="int >= 0", gm_name="max_runs_per_worker",
         help="recycle a process after it has done this many jobs (0 = never)"),
     _function_key("max_lifetime", parse_duration, 0.0, type="duration", unit="duration",

@@ -20,6 +20,9 @@ class FunctionSettings:
 
     dedicated_count: int = 1
     dedicated_only: bool = False
+    max_processes: int = 0  # 0 = a fixed pool of dedicated_count
+    backlog_per_process: int = 1
+    scale_down_delay: float = 30.0  # seconds
     max_jobs: int = 0
     max_lifetime: float = 0.0  # seconds
     lifetime_jitter: float = 0.0  # seconds
@@ -57,6 +60,11 @@ class Config:
     def function(self, name: str) -> FunctionSettings:
         """The settings in force for function ``name``."""
         return self.functions.get(name, self.defaults)
+
+    def elastic(self, name: str) -> bool:
+        """Whether function ``name``'s dedicated pool grows and shrinks with the backlog."""
+        settings = self.function(name)
+        return settings.max_processes > settings.dedicated_count
 
     def replace(self, **changes: Any) -> Config:
         """A copy with some fields changed (``dataclasses.replace``)."""

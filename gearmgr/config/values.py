@@ -41,6 +41,13 @@ def count(value: object) -> int:
     return whole(value, MAX_PROCESSES, f" (gearmgr runs at most {MAX_PROCESSES} processes)")
 
 
+def per_process(value: object) -> int:
+    """Jobs waiting per extra process: a whole number >= 1."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        raise expected("a whole number >= 1", value)
+    return whole(value, MAX_JOBS)
+
+
 def jobs(value: object) -> int:
     return whole(value, MAX_JOBS)
 

@@ -35,6 +35,9 @@ COMMANDS: dict[str, dict[str, int]] = {
     "reload": {},
     "stop": {},
     "restart": {"function": 256},
+    "scale": {"function": 256, "min": 8, "max": 8},
+    "pause": {"function": 256},
+    "resume": {"function": 256},
 }
 MAX_NESTING = 8  # brackets in one request: a request is a flat object
 
@@ -187,7 +190,7 @@ def request(path: Path, command: str, *, wait: float = 30.0, **args: Any) -> dic
 
 
 def run_command(config: Config, command: str, args: argparse.Namespace) -> int:
-    """``gearmgr status|reload|stop``."""
+    """``gearmgr status|reload|stop|restart|scale|pause|resume``."""
     path = config.control_socket
     try:
         if command == "status":
@@ -207,6 +210,16 @@ def run_command(config: Config, command: str, args: argparse.Namespace) -> int:
             print(f"gearmgr: stopping supervisor {pid}...", file=sys.stderr)
             _wait_gone(pid, getattr(args, "timeout", None))
             print("gearmgr: stopped", file=sys.stderr)
+        elif command in ("scale", "pause", "resume"):
+            extra: dict[str, Any] = {}
+            if command == "scale":
+                high = args.min if args.max is None else args.max
+                if high < args.min:
+                    print(f"gearmgr: expected MIN <= MAX, got {args.min} {high}", file=sys.stderr)
+                    return ExitCode.USAGE
+                extra = {"min": str(args.min), "max": str(high)}
+            answer = request(path, command, function=args.function, **extra)
+            print(f"gearmgr: {answer['changed']}")
         elif command == "restart":
             answer = request(path, "restart", function=args.function)
             count = plural(int(answer["processes"]), "process")

@@ -87,6 +87,22 @@ class SupervisorCollector:
             workers.add_metric([name, state], n)
         yield workers
         yield rss
+        queued = GaugeMetricFamily(
+            "gearmgr_function_queued",
+            "Jobs waiting at all job servers, by function",
+            labels=["function"],
+        )
+        target = GaugeMetricFamily(
+            "gearmgr_pool_target",
+            "Dedicated processes each function's pool aims for",
+            labels=["function"],
+        )
+        for name, pool in sorted(snap.pools.items()):
+            if pool.queued is not None:
+                queued.add_metric([name], pool.queued)
+            target.add_metric([name], pool.target)
+        yield queued
+        yield target
         yield GaugeMetricFamily(
             "gearmgr_uptime_seconds",
             "Seconds since the supervisor started",

@@ -83,6 +83,16 @@ def build_status(snap: Snapshot) -> dict[str, Any]:
         restarts.setdefault(group, {})[reason] = n
         if group in functions:
             functions[group]["restarts"] = restarts[group]
+    for name, pool in snap.pools.items():
+        if name in functions:
+            functions[name].update(
+                queued=pool.queued,
+                running=pool.running,
+                target=pool.target,
+                min=pool.min,
+                max=pool.max,
+                paused=pool.paused,
+            )
     procs = processes(snap, memory=True)
     for proc in procs:
         for name in proc["functions"]:
@@ -138,18 +148,37 @@ def format_status(status: dict[str, Any]) -> str:
             f"{age:>8}  {','.join(p['functions'])}"
         )
     lines.append("")
-    lines.append(f"{'FUNCTION':<24} {'PROCS':>5} {'DONE':>9} {'FAILED':>7}  RESTARTS")
+    lines.append(
+        f"{'FUNCTION':<24} {'PROCS':>5} {'DONE':>9} {'FAILED':>7} {'QUEUED':>7} {'RUNNING':>7}"
+        f" {'POOL':>11}  RESTARTS"
+    )
     for name, f in sorted(status["functions"].items()):
         restarts = ", ".join(f"{r}={n}" for r, n in sorted(f.get("restarts", {}).items())) or "-"
         label = f"{name} (removed)" if f.get("removed") else name
         lines.append(
-            f"{label:<24} {f['processes']:>5} {f['jobs_done']:>9} {f['jobs_failed']:>7}  {restarts}"
+            f"{label:<24} {f['processes']:>5} {f['jobs_done']:>9} {f['jobs_failed']:>7}"
+            f" {_count(f.get('queued')):>7} {_count(f.get('running')):>7} {_pool(f):>11}"
+            f"  {restarts}"
         )
     shared = status.get("restarts", {}).get(SHARED)
     if shared:  # the count processes, which serve every function: their own line
         restarts = ", ".join(f"{r}={n}" for r, n in sorted(shared.items()))
         lines.append(f"{'(shared: ' + SHARED + ')':<24} {'':>5} {'':>9} {'':>7}  {restarts}")
     return "\n".join(lines)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _pool(f: dict[str, Any]) -> str:
+    """``2 (1..8)``: the dedicated pool's target and bounds; ``paused``."""
+    if f.get("paused"):
+        return "paused"
+    if "target" not in f:
+        return "-"
+    bounds = f"{f['min']}" if f["min"] == f["max"] else f"{f['min']}..{f['max']}"
+    return f"{f['target']} ({bounds})"
 
 
 def _mib(size: int) -> str:

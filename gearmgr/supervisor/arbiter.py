@@ -29,7 +29,9 @@ from gearmgr.ops.listener import Listener
 from gearmgr.ops.metrics import MetricsServer
 from gearmgr.ops.pidfile import PidFile
 from gearmgr.ops.systemd import Notifier, Readiness
+from gearmgr.supervisor.backlog import BacklogReader
 from gearmgr.supervisor.catalog import Catalog, Scan
+from gearmgr.supervisor.elastic import Elastic, Steering
 from gearmgr.supervisor.embedded import EmbeddedServer
 from gearmgr.supervisor.lifecycle import Lifecycle, ProcessState, Slot
 from gearmgr.supervisor.plan import worker_spec
@@ -55,7 +57,7 @@ INTERNAL_ERRORS = 10  # this many internal errors ...
 INTERNAL_WINDOW = 60.0  # ... within this many seconds stop the supervisor
 
 
-class Supervisor(Services, Reloading, Reaping):
+class Supervisor(Services, Reloading, Reaping, Elastic):
     """Runs the processes that ``config`` plans until it is signalled to stop."""
 
     def __init__(
@@ -96,6 +98,8 @@ class Supervisor(Services, Reloading, Reaping):
             in_child=self._in_validation_child,
         )
         self.servers_up: dict[str, bool] = {}
+        self.backlog = BacklogReader(config.servers, self.probe.resolved)
+        self.steering = Steering()
 
     # -- running -------------------------------------------------------------------------------
 
@@ -133,6 +137,7 @@ class Supervisor(Services, Reloading, Reaping):
     def _loop(self) -> None:
         self._selector.register(self._wakeup_r, selectors.EVENT_READ)
         self.probe.attach(self._selector)
+        self.backlog.attach(self._selector)
         for listener in (self.control, self.metrics):
             if listener is not None:
                 listener.attach(self._selector)
@@ -161,7 +166,7 @@ class Supervisor(Services, Reloading, Reaping):
         """One turn of the loop; True once a stop has ended every process."""
         now = time.monotonic()
         for key, _ in self._selector.select(self._wait_time(now)):
-            if isinstance(key.data, (Listener, ServerProbe)):
+            if isinstance(key.data, (Listener, ServerProbe, BacklogReader)):
                 key.data.ready(key.fileobj)
             elif key.data == "watch" and self.watcher is not None:
                 self.watcher.read(time.monotonic())
@@ -178,6 +183,7 @@ class Supervisor(Services, Reloading, Reaping):
         now = time.monotonic()
         self._notify_systemd(now)
         self.probe.tick(now)
+        self.backlog.tick(now)
         for listener in (self.control, self.metrics):
             if listener is not None:
                 listener.sweep(now)
@@ -190,6 +196,7 @@ class Supervisor(Services, Reloading, Reaping):
             self.code_changed()
         self._heal_broken()
         self._restart_embedded(now)
+        self._execute(self._autoscale(now, seen))
         self._execute(self.pool.manage(now, seen))
         return False
 
@@ -202,7 +209,8 @@ class Supervisor(Services, Reloading, Reaping):
         scan = self.reloads.scan
         if scan is not None and scan.validation is not None:
             wake = min(wake, scan.validation.deadline)
-        wake = min(wake, self.probe.next_wake())
+        wake = min(wake, self.probe.next_wake(), self.backlog.next_wake())
+        wake = min(wake, self._autoscale_wake(now))
         wake = min(wake, self.readiness.next_wake())
         if self.watcher is not None:
             watch_wake = self.watcher.next_wake(now)
@@ -286,6 +294,7 @@ class Supervisor(Services, Reloading, Reaping):
                 listener.close_in_child()
         self.notifier.close()
         self.probe.close_in_child()
+        self.backlog.close_in_child()
         if self.watcher is not None:
             self.watcher.close()
         if self.pid_file is not None:
@@ -335,8 +344,6 @@ class Supervisor(Services, Reloading, Reaping):
             self.stopping = True
             return
         self.begin_stop()
-
-    handle_int = handle_term
 
     handle_int = handle_term
 

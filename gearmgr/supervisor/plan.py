@@ -8,8 +8,9 @@ GearmanManager starts no dedicated processes when ``count`` > 0 and ``dedicated_
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,25 +65,46 @@ class ProcessSpec:
         return any(t for _, t in self.timeouts)
 
 
-def make_plan(config: Config, functions: Iterable[str]) -> list[ProcessSpec]:
+def dedicated_spec(config: Config, name: str, number: int) -> ProcessSpec:
+    """Process ``name#number`` of function ``name``'s dedicated pool."""
+    settings = config.function(name)
+    return ProcessSpec(
+        f"{name}#{number}", (name,), Limits.of(settings), ((name, settings.timeout),)
+    )
+
+
+def make_plan(
+    config: Config,
+    functions: Iterable[str],
+    paused: Collection[str] = (),
+    current: Mapping[str, Collection[int]] | None = None,
+) -> list[ProcessSpec]:
     """The processes to run for ``functions`` (names already filtered by include/exclude).
 
     A shared (``count``) process takes its recycling limits from the top-level keys; a
     dedicated process from its function's settings. Job timeouts are always per function.
+
+    ``paused`` functions get no dedicated process and the shared ones leave them out.
+    ``current`` holds, for the functions whose pools are sized at run time (elastic, or
+    ``gearmgr scale``), the numbers of the dedicated processes they hold now: those stay in
+    the plan (the autoscaler drains them one idle process at a time), topped up to the floor.
     """
     names = sorted(set(functions))
     plan: list[ProcessSpec] = []
-    shared = tuple(n for n in names if not config.function(n).dedicated_only)
+    shared = tuple(n for n in names if not config.function(n).dedicated_only and n not in paused)
     if config.count > 0 and shared:
         timeouts = tuple((n, config.function(n).timeout) for n in shared)
         limits = Limits.of(config.defaults)
         for i in range(config.count):
             plan.append(ProcessSpec(f"{SHARED}#{i}", shared, limits, timeouts))
     for name in names:
-        settings = config.function(name)
-        limits = Limits.of(settings)
-        for i in range(settings.dedicated_count):
-            plan.append(ProcessSpec(f"{name}#{i}", (name,), limits, ((name, settings.timeout),)))
+        if name in paused:
+            continue
+        numbers = set(current.get(name, ())) if current is not None else set()
+        free = (i for i in itertools.count() if i not in numbers)
+        while len(numbers) < config.function(name).dedicated_count:
+            numbers.add(next(free))
+        plan += [dedicated_spec(config, name, i) for i in sorted(numbers)]
     return plan
 
 

@@ -217,6 +217,45 @@ class Pool:
                 break
         return healed
 
+    # -- elastic pools ---------------------------------------------------------------------------
+
+    def dedicated(self, name: str) -> list[Slot]:
+        """The planned processes of function ``name``'s dedicated pool."""
+        return [s for s in self.slots if s.spec.functions == (name,) and s.spec.group == name]
+
+    def numbers(self, name: str) -> list[int]:
+        """The numbers of ``name``'s dedicated processes (``reverse#2`` -> 2)."""
+        return [int(s.key.rpartition("#")[2]) for s in self.dedicated(name)]
+
+    def free_indexes(self) -> int:
+        """How many more scoreboard slots there are."""
+        return len(self._free)
+
+    def grow(self, specs: list[ProcessSpec]) -> None:
+        """Add slots to the plan; they start with the next starts due."""
+        self.slots += [Slot(spec, self._take_index()) for spec in specs]
+
+    def shrink(self, name: str, seen: Mapping[int, Observation], now: float) -> list[Action]:
+        """Take one process out of ``name``'s dedicated pool: one that is not running (backing
+        off) goes at once; else an idle one (the scoreboard says so) is told to drain. A busy
+        process is never stopped to shrink a pool: with none idle, nothing happens (empty list).
+        The highest number goes first among equals."""
+        slots = sorted(self.dedicated(name), key=lambda s: -int(s.key.rpartition("#")[2]))
+        if self.replacement is not None:
+            slots = [s for s in slots if s is not self.replacement.new]
+        for slot in slots:
+            if not slot.pid:
+                self.slots.remove(slot)
+                return [self._release(slot.index)]
+        for slot in slots:
+            obs = seen.get(slot.index)
+            if slot.state is ProcessState.REGISTERED and obs is not None and obs.state == "idle":
+                self.slots.remove(slot)
+                self.replacing = deque((s, p) for s, p in self.replacing if s is not slot)
+                log.info("pool of %s shrinks: process %d (%s) drains", name, slot.pid, slot.key)
+                return self._retire(slot, now)
+        return []
+
     def _retire(self, slot: Slot, now: float) -> list[Action]:
         if slot.pid:
             self.draining.append(slot)

@@ -102,6 +102,10 @@ class ServerProbe:
     def attach(self, selector: selectors.BaseSelector) -> None:
         self._selector = selector
 
+    def resolved(self, address: str) -> tuple[int, tuple[object, ...]] | None:
+        """The socket family and address of ``address``, None while a name is unresolved."""
+        return self._addrs.get(address)
+
     def next_wake(self) -> float:
         wake = self._next
         for query in self._queries.values():

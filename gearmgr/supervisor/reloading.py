@@ -17,8 +17,9 @@ from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.discovery import discover
 from gearmgr.errors import FatalError
 from gearmgr.logs import setup_logging
+from gearmgr.supervisor.backlog import BacklogReader
 from gearmgr.supervisor.catalog import Catalog, Scan
-from gearmgr.supervisor.plan import make_plan
+from gearmgr.supervisor.plan import ProcessSpec, make_plan
 from gearmgr.supervisor.pool import Action, Pool
 from gearmgr.supervisor.probe import ServerProbe
 from gearmgr.supervisor.reload import Kind, ReloadSequence
@@ -34,6 +35,7 @@ class Reloading:
     catalog: Catalog
     pool: Pool
     probe: ServerProbe
+    backlog: BacklogReader
     servers_up: dict[str, bool]
     watcher: Watcher | None
     reloads: ReloadSequence[Scan]
@@ -44,6 +46,8 @@ class Reloading:
 
     _in_validation_child: Callable[[], None]
     _execute: Callable[[list[Action]], None]
+    _current_plan: Callable[[], list[ProcessSpec]]
+    _forget_steering: Callable[[], None]
 
     def reload(self) -> None:
         """HUP: reload the config, rescan the worker folders, and reconcile: start what the new
@@ -86,9 +90,11 @@ class Reloading:
             self._start_watcher(config)
         servers_changed = config.servers != self.config.servers
         self.config = config
+        self._forget_steering()
         self.pool.spawn_delay = config.spawn_delay
         if servers_changed:
             self.probe.configure(config.servers)
+            self.backlog.configure(config.servers)
             self.servers_up = {a: u for a, u in self.servers_up.items() if a in config.servers}
 
         def then(changed: set[str]) -> None:
@@ -164,7 +170,7 @@ class Reloading:
             job.cancel()
 
     def _apply_plan(self, changed_code: set[str]) -> None:
-        plan = make_plan(self.config, self.catalog.files)
+        plan = self._current_plan()
         self._execute(
             self.pool.reconcile(plan, changed_code, self.catalog.broken, time.monotonic())
         )

@@ -29,6 +29,7 @@ from gearmgr.ops.privileges import (
 )
 from gearmgr.ops.status import build_status, summary
 from gearmgr.ops.systemd import Notifier, Readiness
+from gearmgr.supervisor.backlog import BacklogReader
 from gearmgr.supervisor.catalog import Catalog, Scan
 from gearmgr.supervisor.embedded import EmbeddedServer, EmbeddedServerError, find_gearmand
 from gearmgr.supervisor.lifecycle import Lifecycle, ProcessState
@@ -36,7 +37,7 @@ from gearmgr.supervisor.plan import make_plan
 from gearmgr.supervisor.pool import Pool
 from gearmgr.supervisor.probe import ServerProbe
 from gearmgr.supervisor.reload import ReloadSequence
-from gearmgr.supervisor.snapshot import Snapshot, take_snapshot
+from gearmgr.supervisor.snapshot import PoolView, Snapshot, take_snapshot
 from gearmgr.supervisor.spawner import describe_exit
 from gearmgr.words import plural
 
@@ -73,6 +74,7 @@ class Services:
     embedded_life: Lifecycle
     notifier: Notifier
     probe: ServerProbe
+    backlog: BacklogReader
     servers_up: dict[str, bool]
     catalog: Catalog
     pool: Pool
@@ -86,6 +88,8 @@ class Services:
     _selector: selectors.BaseSelector
 
     _install_signals: Callable[[], None]
+    _steer: Callable[[dict[str, str]], dict[str, object]]
+    _pool_views: Callable[[float], dict[str, PoolView]]
     _in_validation_child: Callable[[], None]
     _cancel_scan: Callable[[], None]
     _reap: Callable[[], None]
@@ -189,6 +193,7 @@ class Services:
     def _final_cleanup(self) -> None:
         self._cancel_scan()
         self.probe.close()
+        self.backlog.close()
         self._reap()
         if self.control is not None:
             self.control.close()
@@ -291,6 +296,8 @@ class Services:
                 "restart requested: replacing %s of %s one by one", plural(count, "process"), name
             )
             return {"ok": True, "processes": count}
+        if command in ("scale", "pause", "resume"):
+            return self._steer(request)
         return {"ok": False, "error": f"unknown command {command!r}"}
 
     def snapshot(self) -> Snapshot:
@@ -310,4 +317,5 @@ class Services:
             broken=self.catalog.broken,
             restarts=self.pool.restarts,
             stopping=self.stopping,
+            pools=self._pool_views(time.monotonic()),
         )

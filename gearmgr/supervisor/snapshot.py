@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gearmgr.scoreboard import FunctionStats, Scoreboard
 from gearmgr.supervisor.lifecycle import ProcessState, Slot
@@ -35,6 +35,19 @@ class ProcessView:
 
 
 @dataclass(frozen=True)
+class PoolView:
+    """One function's pool: the backlog at the job servers (None: no fresh reading) and the
+    dedicated pool's size, bounds and pause."""
+
+    queued: int | None  # waiting at all servers
+    running: int | None  # running at all servers
+    target: int  # dedicated processes planned now
+    min: int
+    max: int
+    paused: bool
+
+
+@dataclass(frozen=True)
 class Snapshot:
     pid: int
     started_at: float  # wall clock
@@ -48,6 +61,7 @@ class Snapshot:
     restarts: Mapping[tuple[str, str], int]  # (group, reason) -> count
     stopping: bool
     waiting: int  # planned processes not running (backoff, pacing)
+    pools: Mapping[str, PoolView] = field(default_factory=dict)
 
     @property
     def uptime(self) -> float:
@@ -78,6 +92,7 @@ def take_snapshot(
     broken: Iterable[str],
     restarts: Mapping[tuple[str, str], int],
     stopping: bool,
+    pools: Mapping[str, PoolView] | None = None,
 ) -> Snapshot:
     """Read the scoreboard once for every live process and freeze what the surfaces show."""
     now_wall, now = time.time(), time.monotonic()
@@ -116,4 +131,5 @@ def take_snapshot(
         restarts=dict(restarts),
         stopping=stopping,
         waiting=sum(1 for slot in planned if not slot.state.alive),
+        pools=dict(pools or {}),
     )
