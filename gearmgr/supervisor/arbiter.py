@@ -230,6 +230,11 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
                 seen[slot.index] = Observation(*glance(slot.index))
         return seen
 
+    def _observe_all(self) -> dict[int, Observation]:
+        """What the scoreboard shows of every live process (a shrink picks an idle one)."""
+        glance = self.scoreboard.glance
+        return {s.index: Observation(*glance(s.index)) for s in self.pool.children()}
+
     def _heal_broken(self) -> None:
         """A broken file fixed without a reload: its dedicated process, retried with backoff,
         now runs it. Take it off the broken list; the pool replaces the shared processes,

@@ -37,6 +37,7 @@ log = logging.getLogger("gearmgr.supervisor")
 class Steering:
     """What operators set at run time, and what each pool remembers."""
 
+
     scale: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (min, max)
     paused: set[str] = field(default_factory=set)
     history: dict[str, History] = field(default_factory=dict)
@@ -63,6 +64,7 @@ class Elastic:
     steering: Steering
     stopping: bool
     _execute: Callable[[list[Action]], None]
+    _observe_all: Callable[[], dict[int, Observation]]
 
     # -- the plan as steered -------------------------------------------------------------------
 
@@ -141,7 +143,8 @@ class Elastic:
                     f"{plural(waiting or 0, 'job')} waiting" if waiting else "below its floor",
                 )
             elif decision.target < size:
-                drained = self.pool.shrink(name, seen, now)
+                # which process is idle: the turn's observations leave most slots out
+                drained = self.pool.shrink(name, self._observe_all(), now)
                 if drained:
                     history = history.shrunk(now)
                     actions += drained
