@@ -37,7 +37,6 @@ log = logging.getLogger("gearmgr.supervisor")
 class Steering:
     """What operators set at run time, and what each pool remembers."""
 
-
     scale: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (min, max)
     paused: set[str] = field(default_factory=set)
     history: dict[str, History] = field(default_factory=dict)
