@@ -57,11 +57,15 @@ def exception_text(exc: BaseException, limit: int = 500) -> str:
     """``Type: message`` of any exception, safe to log, print or encode: one line, at most
     ``limit`` characters, no lone surrogates, even when the exception's own ``__str__`` raises
     or returns something huge."""
+    return one_line(f"{type(exc).__name__}: {exception_message(exc)}", limit)
+
+
+def exception_message(exc: BaseException) -> str:
+    """``str(exc)``, even when the exception's own ``__str__`` raises."""
     try:
-        message = str(exc)
-    except Exception:
-        message = "(its message cannot be shown)"
-    return one_line(f"{type(exc).__name__}: {message}", limit)
+        return str(exc)
+    except Exception:  # its __str__ is broken: say so instead of failing
+        return "(its message cannot be shown)"
 
 
 def one_line(text: str, limit: int = 500) -> str:

@@ -28,6 +28,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from gearmgr.errors import exception_text
+
 log = logging.getLogger("gearmgr.supervisor")
 
 REQUEST_TIMEOUT = 2.0  # seconds a client has to send its whole request
@@ -187,10 +189,9 @@ class Listener:
             out = self.answer(pending.buf, Reply(self, pending))
         except Exception as exc:  # one bad request costs its own client, nothing else
             log.error(
-                "%s: answering a request failed: %s: %s",
+                "%s: answering a request failed: %s",
                 self.describe(),
-                type(exc).__name__,
-                str(exc)[:200],
+                exception_text(exc, 200),
                 exc_info=log.isEnabledFor(logging.DEBUG),
             )
             try:

@@ -22,7 +22,7 @@ from collections import deque
 
 from gearmgr import scoreboard as sb
 from gearmgr.config import Config
-from gearmgr.errors import ExitCode, FatalError
+from gearmgr.errors import ExitCode, FatalError, exception_text
 from gearmgr.logs import reopen_log_file, setup_logging
 from gearmgr.ops.control import ControlServer
 from gearmgr.ops.listener import Listener
@@ -153,9 +153,8 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
                 now = time.monotonic()
                 errors.append(now)
                 log.error(
-                    "internal error, carrying on: %s: %s",
-                    type(exc).__name__,
-                    str(exc)[:500],
+                    "internal error, carrying on: %s",
+                    exception_text(exc),
                     exc_info=True,
                 )
                 if len(errors) == INTERNAL_ERRORS and now - errors[0] < INTERNAL_WINDOW:

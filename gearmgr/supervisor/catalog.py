@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import select
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,13 +69,7 @@ class Catalog:
         pending = self.start_scan(config, validate_all, in_child)
         if pending.validation is None:
             return self.finish_scan(pending, {})
-        job = pending.validation
-        while not job.read():
-            left = job.deadline - time.monotonic()
-            if left <= 0:
-                break
-            select.select([job.fd], [], [], left)
-        return self.finish_scan(pending, job.results())
+        return self.finish_scan(pending, pending.validation.wait())
 
     def start_scan(
         self,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from gearmgr.config import Config, ConfigError, load_config
 from gearmgr.discovery import discover
-from gearmgr.errors import FatalError
+from gearmgr.errors import FatalError, one_line
 from gearmgr.logs import setup_logging
 from gearmgr.supervisor.backlog import BacklogReader
 from gearmgr.supervisor.catalog import Catalog, Scan
@@ -206,5 +206,4 @@ def describe(exc: BaseException) -> str:
     else:
         log.debug("reload failed", exc_info=exc)
         text = f"internal error: {type(exc).__name__}: {exc}"
-    text = " ".join(text.split())
-    return text if len(text) <= 500 else text[:500] + "..."
+    return one_line(" ".join(text.split()))

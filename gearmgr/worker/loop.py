@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
-from gearmgr.errors import ExitCode, exception_text
+from gearmgr.errors import ExitCode, exception_message, exception_text
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
 from gearmgr.wire.protocol import PacketType, encode, work_complete
 from gearmgr.wire.session import (
@@ -370,11 +370,8 @@ class Worker(ConnectionLoop):
     def _failed(self, job: Job, exc: BaseException) -> bytes:
         """A job raised: log it, and the reply that fails it (WORK_WARNING + WORK_FAIL). A job
         that called sys.exit() or raised KeyboardInterrupt makes the process leave."""
-        try:  # what the client reads: the whole message, bounded, whatever its characters
-            message = str(exc)
-        except Exception:
-            message = "(its message cannot be shown)"
-        text = f"{type(exc).__name__}: {message[:WARNING_LIMIT]}"
+        # what the client reads: the whole message, bounded, whatever its characters
+        text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
         job.log.error("failed: %s", exception_text(exc), exc_info=not isinstance(exc, SystemExit))
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             self._stop = True  # the job asked the process to exit: it does, and says why
