@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from gearmgr.children import set_parent_death_signal
+from gearmgr.children import reap, set_parent_death_signal
 from gearmgr.errors import FatalError
 from gearmgr.units import parse_address
 
@@ -138,21 +138,7 @@ class EmbeddedServer:
         if not self.pid:
             return
         pid, self.pid = self.pid, 0
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if done:
-                return
-            time.sleep(0.01)
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        reap(pid, timeout, signal.SIGTERM)
 
 
 def _last_line(path: Path) -> str:
