@@ -60,6 +60,12 @@ def cmd_control(args: argparse.Namespace) -> int:
     return run_command(load(args, check_system=args.command == "reload"), args.command, args)
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    from gearmgr.cli.top import run
+
+    return run(load(args, check_system=False).control_socket, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gearmgr", description="Run pools of Gearman workers under one supervisor."
@@ -108,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, parents=[common], help=f"{what} one function's jobs")
         p.add_argument("function", metavar="FUNCTION", help="the function")
         p.set_defaults(func=cmd_control)
+    p = sub.add_parser("top", parents=[common], help="a live view of pools, queues and processes")
+    p.add_argument(
+        "--interval",
+        metavar="SECONDS",
+        type=seconds,
+        default=1.0,
+        help="seconds between refreshes (default 1)",
+    )
+    p.add_argument("--once", action="store_true", help="print one frame as plain text and exit")
+    p.set_defaults(func=cmd_top)
     p = sub.add_parser("stop", parents=[common], help="stop the running supervisor and wait")
     p.add_argument(
         "--timeout",

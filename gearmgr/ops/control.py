@@ -38,6 +38,7 @@ COMMANDS: dict[str, dict[str, int]] = {
     "scale": {"function": 256, "min": 8, "max": 8},
     "pause": {"function": 256},
     "resume": {"function": 256},
+    "top": {"interval": 16},  # gearmgr top: one request per refresh (ops/top.py)
 }
 MAX_NESTING = 8  # brackets in one request: a request is a flat object
 
@@ -180,6 +181,10 @@ def request(path: Path, command: str, *, wait: float = 30.0, **args: Any) -> dic
         raise ControlError(f"no gearmgr is running here: {path} does not exist") from None
     except ConnectionRefusedError:
         raise ControlError(f"no gearmgr is running here: nothing listens on {path}") from None
+    except PermissionError:
+        raise ControlError(
+            f"not permitted to use {path} (mode 0600): run this as the user gearmgr runs as"
+        ) from None
     except (OSError, ValueError) as exc:
         raise ControlError(f"cannot talk to gearmgr at {path}: {exc}") from None
     if not isinstance(answer, dict):

@@ -29,6 +29,7 @@ from gearmgr.ops.listener import Listener
 from gearmgr.ops.metrics import MetricsServer
 from gearmgr.ops.pidfile import PidFile
 from gearmgr.ops.systemd import Notifier, Readiness
+from gearmgr.ops.top import TopFeed
 from gearmgr.supervisor.backlog import BacklogReader
 from gearmgr.supervisor.catalog import Catalog, Scan
 from gearmgr.supervisor.elastic import Elastic, Steering
@@ -100,6 +101,7 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
         self.servers_up: dict[str, bool] = {}
         self.backlog = BacklogReader(config.servers, self.probe.resolved)
         self.steering = Steering()
+        self.top_feed = TopFeed()  # what `gearmgr top` compares its refreshes with
 
     # -- running -------------------------------------------------------------------------------
 

@@ -137,6 +137,7 @@ class Lifecycle:
         self.failures = 0  # quick deaths in a row
         self.stop_reason: ExitReason | None = None  # why the supervisor stopped it
         self.code_loaded = False  # the scoreboard showed it idle or busy
+        self.last_exit: ExitReason | None = None  # why its last process went (`gearmgr top`)
 
     def due(self, now: float) -> bool:
         """May a process start now?"""
@@ -199,6 +200,7 @@ class Lifecycle:
         reason = self.stop_reason if asked and self.stop_reason is not None else reported
         if not asked and reason in (ExitReason.STOP, ExitReason.PARENT_GONE):
             reason = ExitReason.CRASH  # stopped by someone else (an outside TERM, SystemExit)
+        self.last_exit = reason
         clean = exit_ok and reason not in (ExitReason.CRASH, ExitReason.JOB_EXIT)
         if asked and reason in (ExitReason.STOP, ExitReason.RETIRE):
             self._next_start(now, clean=True, productive=True)

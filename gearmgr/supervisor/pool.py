@@ -358,6 +358,7 @@ class Pool:
                 old.spec = spec
                 continue
             new = Slot(spec, self._take_index())
+            new.last_exit = ExitReason.RELOAD  # the slot's story, as `gearmgr top` shows it
             self.slots[self.slots.index(old)] = new
             self.replacement = Replacement(old, new, now)
             actions.append(Spawn(new))

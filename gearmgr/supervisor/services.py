@@ -6,6 +6,7 @@ readiness, the control commands, the snapshot that status and metrics read, and 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import selectors
 import time
@@ -29,6 +30,7 @@ from gearmgr.ops.privileges import (
 )
 from gearmgr.ops.status import build_status, summary
 from gearmgr.ops.systemd import Notifier, Readiness
+from gearmgr.ops.top import TopFeed
 from gearmgr.supervisor.backlog import BacklogReader
 from gearmgr.supervisor.catalog import Catalog, Scan
 from gearmgr.supervisor.embedded import EmbeddedServer, EmbeddedServerError, find_gearmand
@@ -85,6 +87,7 @@ class Services:
     totals: dict[str, sb.FunctionStats]
     loaded: dict[int, list[str]]
     readiness: Readiness
+    top_feed: TopFeed
     _selector: selectors.BaseSelector
 
     _install_signals: Callable[[], None]
@@ -298,6 +301,14 @@ class Services:
             return {"ok": True, "processes": count}
         if command in ("scale", "pause", "resume"):
             return self._steer(request)
+        if command == "top":
+            try:
+                interval = float(request["interval"])
+            except ValueError:
+                interval = math.nan
+            if not interval > 0:  # NaN too
+                return {"ok": False, "error": "top: interval must be a number of seconds > 0"}
+            return self.top_feed.answer(self.snapshot(), interval)
         return {"ok": False, "error": f"unknown command {command!r}"}
 
     def snapshot(self) -> Snapshot:

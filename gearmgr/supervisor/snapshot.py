@@ -32,6 +32,20 @@ class ProcessView:
     rss: int
     started: float  # wall clock
     servers_connected: int
+    last_exit: str = ""  # why its slot's previous process went ("" for a first start)
+
+
+@dataclass(frozen=True)
+class EmptySlot:
+    """A planned place with no process now: waiting to start, or backing off after quick
+    deaths (a crash loop shows here)."""
+
+    key: str
+    functions: tuple[str, ...]
+    state: str  # "waiting" or "backoff"
+    last_exit: str
+    failures: int  # quick deaths in a row
+    starts_in: float  # seconds until the next start may happen
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class Snapshot:
     stopping: bool
     waiting: int  # planned processes not running (backoff, pacing)
     pools: Mapping[str, PoolView] = field(default_factory=dict)
+    empty_slots: tuple[EmptySlot, ...] = ()
 
     @property
     def uptime(self) -> float:
@@ -116,8 +131,10 @@ def take_snapshot(
                 rss=view.rss,
                 started=now_wall - (now - slot.started_at),
                 servers_connected=view.servers_connected,
+                last_exit=_label(slot),
             )
         )
+    planned = list(planned)
     return Snapshot(
         pid=pid,
         started_at=started_at,
@@ -132,4 +149,20 @@ def take_snapshot(
         stopping=stopping,
         waiting=sum(1 for slot in planned if not slot.state.alive),
         pools=dict(pools or {}),
+        empty_slots=tuple(
+            EmptySlot(
+                key=slot.key,
+                functions=tuple(slot.spec.functions),
+                state=slot.state.value,
+                last_exit=_label(slot),
+                failures=slot.failures,
+                starts_in=max(0.0, slot.next_start - now),
+            )
+            for slot in planned
+            if not slot.state.alive
+        ),
     )
+
+
+def _label(slot: Slot) -> str:
+    return slot.last_exit.label if slot.last_exit is not None else ""
