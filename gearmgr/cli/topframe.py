@@ -10,6 +10,7 @@ each process). ASCII only, so that a dumb terminal shows it too.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,8 +125,8 @@ def header(answer: dict[str, Any], width: int, view: View) -> list[Line]:
     waiting = len(answer.get("waiting", []))
     totals = (
         f"procs {len(procs)}: {states['busy']} busy {states['idle']} idle"
-        f" {states['stopping']} stopping"
-        + (f" {waiting} waiting" if waiting else "")
+        f" {states['stopping']} stop"
+        + (f" {waiting} wait" if waiting else "")
         + f"  queued {queued}  jobs/s {_rate(rate)}  fail/s {_rate(fails)}"
         + f"  restarts {answer.get('restarts', 0)}"
     )
@@ -279,7 +280,8 @@ def _process_row(p: dict[str, Any], now: float) -> Row:
 def _waiting_row(slot: dict[str, Any]) -> Row:
     def row(width: int, wide: bool) -> str:
         w = _process_cols(width, wide)
-        when = f"in {_duration(slot['starts_in'])}" if slot["starts_in"] > 0 else "now"
+        wait = math.ceil(slot["starts_in"])
+        when = ("now" if wait <= 0 else f"in {wait}s") if wait < 60 else f"in {wait // 60}m"
         restart = slot.get("last_exit") or "-"
         if slot.get("failures", 0) > 1:
             restart += f" x{slot['failures']}"
