@@ -97,12 +97,19 @@ class SupervisorCollector:
             "Dedicated processes each function's pool aims for",
             labels=["function"],
         )
+        paused = GaugeMetricFamily(
+            "gearmgr_function_paused",
+            "1 while the function is paused (gearmgr pause), else 0",
+            labels=["function"],
+        )
         for name, pool in sorted(snap.pools.items()):
             if pool.queued is not None:
                 queued.add_metric([name], pool.queued)
             target.add_metric([name], pool.target)
+            paused.add_metric([name], 1 if pool.paused else 0)
         yield queued
         yield target
+        yield paused
         yield GaugeMetricFamily(
             "gearmgr_uptime_seconds",
             "Seconds since the supervisor started",
