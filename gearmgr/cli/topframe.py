@@ -125,8 +125,8 @@ def header(answer: dict[str, Any], width: int, view: View) -> list[Line]:
     waiting = len(answer.get("waiting", []))
     totals = (
         f"procs {len(procs)}: {states['busy']} busy {states['idle']} idle"
-        f" {states['stopping']} stop"
-        + (f" {waiting} wait" if waiting else "")
+        + (f" {states['stopping']} stopping" if states["stopping"] else "")
+        + (f" {waiting} waiting" if waiting else "")
         + f"  queued {queued}  jobs/s {_rate(rate)}  fail/s {_rate(fails)}"
         + f"  restarts {answer.get('restarts', 0)}"
     )

@@ -114,6 +114,7 @@ class TopFeed:
                     "starts_in": e.starts_in,
                 }
                 for e in snap.empty_slots
+                if not snap.stopping  # a stopping supervisor starts nothing again
             ],
             "restarts": sum(snap.restarts.values()),
         }
