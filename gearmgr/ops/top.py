@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gearmgr.scoreboard import BUCKETS, FunctionStats
@@ -203,14 +203,7 @@ def _functions(
             p95=quantile(d.buckets, finished, 0.95),
         )
         pool = snap.pools.get(name)
-        if pool is not None:
-            row.update(
-                queued=pool.queued,
-                running=pool.running,
-                target=pool.target,
-                min=pool.min,
-                max=pool.max,
-                paused=pool.paused,
-            )
+        if pool is not None:  # queued, running, target, min, max, paused: as status shows them
+            row.update(asdict(pool))
         out[name] = row
     return out
