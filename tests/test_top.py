@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gearmgr.ops.control import ControlError, request
 from gearmgr.wire.client import Client
 from tests.support import Gearmand, RunningSupervisor, wait_for, which
 
@@ -205,6 +206,11 @@ def test_once_prints_one_plain_frame_of_80_columns(sup: RunningSupervisor):
         assert any(line.split()[:1] == [str(p["pid"])] for line in lines)
     assert [ln.split()[0] for ln in lines if ln.startswith("  reverse")] == ["reverse"]
     assert any(ln.lstrip().startswith("sleepy") and "2 (2..4)" in ln for ln in lines)
+    # The request under it refuses an interval that is not a number of seconds.
+    for bad in ("nope", "0", "-1", "nan"):
+        with pytest.raises(ControlError, match="top: interval must be a number of seconds > 0"):
+            request(sup.workdir / "gearmgr.sock", "top", interval=bad)
+    sup.assert_alive()
 
 
 def test_the_supervisor_down_is_one_line_and_exit_1(tmp_path: Path, terminal: Terminal):

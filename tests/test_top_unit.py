@@ -4,6 +4,7 @@ widens, plain text)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -201,3 +202,39 @@ def test_sorts_order_functions_by_what_they_say() -> None:
 )
 def test_plus_and_minus_move_the_floor(low: int, high: int, step: int, expected: tuple) -> None:
     assert scaled(low, high, step) == expected
+
+
+def test_the_snapshot_shows_each_slot_s_last_exit_and_the_slots_in_backoff() -> None:
+    from gearmgr import scoreboard as sb
+    from gearmgr.config import config_from_dict
+    from gearmgr.supervisor.lifecycle import ExitReason, Slot
+    from gearmgr.supervisor.plan import make_plan
+    from gearmgr.supervisor.snapshot import take_snapshot
+
+    board = sb.Scoreboard(4)
+    crashing, recycled = (
+        Slot(spec, i) for i, spec in enumerate(make_plan(config_from_dict({}), ["a", "b"]))
+    )
+    for now in (0.0, 0.1, 0.2):  # three quick deaths in a row: backing off
+        crashing.spawned(100, now)
+        crashing.exited(now, exit_ok=False, reported=ExitReason.CRASH, busy=True, jobs=(0, 0))
+    recycled.spawned(200, 0.0)
+    recycled.exited(50.0, exit_ok=True, reported=ExitReason.MAX_JOBS, busy=False, jobs=(9, 0))
+    recycled.spawned(201, 50.0)
+    snap = take_snapshot(
+        pid=1, started_at=0.0, config_path=None, servers=(), servers_up={},
+        planned=[crashing, recycled], live=[recycled], loaded={}, totals={},
+        scoreboard=board, served=("a", "b"), broken=(), restarts={}, stopping=False,
+    )  # fmt: skip
+    assert [(p.pid, p.last_exit) for p in snap.processes] == [(201, "max_jobs")]
+    (waiting,) = snap.empty_slots
+    assert (waiting.key, waiting.state, waiting.last_exit, waiting.failures) == (
+        "a#0",
+        "backoff",
+        "crash",
+        3,
+    )
+    answer = TopFeed().answer(snap, 1.0)
+    assert answer["waiting"][0]["state"] == "backoff"
+    stopping = TopFeed().answer(replace(snap, stopping=True), 1.0)
+    assert stopping["waiting"] == []  # a stopping supervisor starts nothing again

@@ -23,6 +23,7 @@ from typing import Any
 from gearmgr.cli import topframe as tf
 from gearmgr.errors import ExitCode
 from gearmgr.ops.control import ControlError, request
+from gearmgr.words import plural
 
 ACTION_WAIT = 10.0  # seconds an action may take to be answered
 REFRESH_WAIT = 5.0
@@ -149,7 +150,7 @@ class Top:
         try:
             if key == "r":
                 answer = request(self.path, "restart", wait=ACTION_WAIT, function=name)
-                self.say(f"r: replacing {answer['processes']} process(es) of {name}")
+                self.say(f"r: replacing {plural(int(answer['processes']), 'process')} of {name}")
             elif key == "p":
                 command = "resume" if f.get("paused") else "pause"
                 answer = request(self.path, command, wait=ACTION_WAIT, function=name)
