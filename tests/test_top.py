@@ -188,6 +188,11 @@ def test_resizes_q_quits_and_the_terminal_is_restored(sup: RunningSupervisor, te
     screen = terminal.shows("EXIT=0", "icanon")
     assert "-icanon" not in screen and " echo " in screen  # cooked mode again, echo on
     assert "FUNCTION" not in screen  # the alternate screen was left: the shell's own shows
+    terminal.run("clear; " + top(sup) + "; echo AGAIN=$?; stty -a")
+    terminal.shows("> reverse")
+    terminal.keys("C-c")  # ^C quits as q does
+    screen = terminal.shows("AGAIN=0", "icanon")
+    assert "-icanon" not in screen and "FUNCTION" not in screen
 
 
 def test_once_prints_one_plain_frame_of_80_columns(sup: RunningSupervisor):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import curses
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -59,14 +60,23 @@ def run(path: Path, args: argparse.Namespace) -> int:
         print("gearmgr: top needs a terminal; --once prints one frame as text", file=sys.stderr)
         return ExitCode.FATAL
     os.environ.setdefault("ESCDELAY", "25")  # a lone ESC is not the start of a sequence
+    # TERM and HUP end top through curses.wrapper's clean-up too (the terminal restored)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _leave)
     try:
         return int(curses.wrapper(lambda screen: Top(screen, path, interval, answer).loop()))
+    except KeyboardInterrupt:  # ^C: a quit like q
+        return ExitCode.OK
     except curses.error as exc:  # no usable terminal description ($TERM)
         print(
             f"gearmgr: top cannot drive this terminal (TERM={os.environ.get('TERM')}): {exc}",
             file=sys.stderr,
         )
         return ExitCode.FATAL
+
+
+def _leave(signum: int, frame: object) -> None:
+    raise SystemExit(ExitCode.FATAL)
 
 
 class Top:
