@@ -87,6 +87,19 @@ def test_rates_are_over_the_last_interval_and_percentiles_over_the_window() -> N
     assert third["functions"]["a"]["p50"] == pytest.approx(0.5 + 0.5 * 30 / 60)
 
 
+def test_the_history_stays_short_yet_holds_the_samples_the_answers_need() -> None:
+    feed = TopFeed()
+    now = 0.0
+    for i in range(7200):  # two hours of a client refreshing every second
+        now = 10.0 + i
+        answer = feed.answer(snap({"a": stats(i)}), 1.0, now)
+    assert len(feed.samples) < 150
+    assert answer["interval"] == pytest.approx(1.0)
+    assert 50 <= answer["window"] <= 60
+    slow = feed.answer(snap({"a": stats(9000)}), 600.0, now + 1)  # another client, every 10 min
+    assert 540 <= slow["interval"] <= 660
+
+
 def test_requests_closer_than_the_spacing_add_no_sample() -> None:
     feed = TopFeed()
     for i in range(50):

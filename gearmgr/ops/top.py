@@ -2,12 +2,12 @@
 
 Rates and percentiles are differences between snapshots of the counters the workers already
 keep in the scoreboard (jobs done and failed, the duration histogram): nothing is added to the
-worker's job path. Each ``top`` request appends a sample (the per-function counters, at most one
-per ``MIN_SPACING``) to a short history; jobs/s and failures/s compare the newest counters with
-the sample one client interval back, p50 and p95 with the oldest sample of the last
-``WINDOW`` seconds (so a function that runs a job every few seconds still shows its durations),
-or, while the history is shorter than ``MIN_WINDOW``, with nothing: every job since the start
-(so that the first frame and ``--once`` show durations).
+worker's job path. Each ``top`` request appends a sample (the per-function counters, at most
+one per ``MIN_SPACING``) to a short history, thinned as it ages; jobs/s and failures/s compare
+the newest counters with the sample one client interval back, p50 and p95 with the oldest
+sample of the last ``WINDOW`` seconds (so a function that runs a job every few seconds still
+shows its durations), or, while the history is shorter than ``MIN_WINDOW``, with nothing:
+every job since the start (so that the first frame and ``--once`` show durations).
 
 How long a process's job in hand has run is seen the same way, from outside: a process that is
 busy with the same count of finished jobs at two requests holds the same job, so the job has run
@@ -31,7 +31,8 @@ from gearmgr.supervisor.snapshot import SHOWN_STATES, Snapshot
 WINDOW = 60.0  # seconds of history the percentiles cover ...
 MIN_WINDOW = 10.0  # ... once the history is this long; before, every job since the start
 MIN_SPACING = 0.2  # a request sooner than this after the last sample adds none
-MAX_SAMPLES = int(WINDOW / MIN_SPACING) + 8
+THINNING = 12  # samples older than A seconds are kept A / THINNING seconds apart
+MAX_SAMPLES = 256  # a bound whatever happens (thinning keeps about 110)
 MAX_INTERVAL = 3600.0
 
 
@@ -86,7 +87,7 @@ class TopFeed:
         now = time.monotonic() if now is None else now
         interval = min(max(interval, 0.05), MAX_INTERVAL)
         stats = dict(snap.function_stats)
-        rate_ref = self._reference(now, now - interval / 2)
+        rate_ref = self._reference(now, now - interval * 0.9)
         window_ref = self._reference(now, now - WINDOW, oldest=True)
         if window_ref is not None and now - window_ref.at < MIN_WINDOW:
             window_ref = None  # too few jobs seen yet: since the start instead
@@ -137,11 +138,22 @@ class TopFeed:
         return chosen
 
     def _remember(self, now: float, stats: dict[str, FunctionStats]) -> None:
-        while self.samples and self.samples[0].at < now - WINDOW - MAX_INTERVAL:
-            self.samples.popleft()
+        """Keep this sample, and thin the older ones: the older a sample, the farther apart
+        the kept ones (a twelfth of its age), so the history stays about a hundred samples
+        whatever the clients' intervals, yet holds one close to any interval back."""
         if self.samples and now - self.samples[-1].at < MIN_SPACING:
             return
         self.samples.append(Sample(now, stats))
+        kept: deque[Sample] = deque(maxlen=MAX_SAMPLES)
+        for sample in self.samples:
+            age = now - sample.at
+            if age > WINDOW + MAX_INTERVAL:
+                continue
+            if not kept or sample.at - kept[-1].at >= max(MIN_SPACING, age / THINNING):
+                kept.append(sample)
+        if kept[-1] is not self.samples[-1]:
+            kept.append(self.samples[-1])
+        self.samples = kept
 
     def _processes(
         self, snap: Snapshot, now: float, functions: dict[str, dict[str, Any]]
