@@ -260,3 +260,15 @@ def test_a_socket_not_permitted_is_one_line_and_exit_1(tmp_path: Path):
     assert done.stderr == (
         f"gearmgr: not permitted to use {path} (mode 0600): run this as the user gearmgr runs as\n"
     )
+
+
+def test_a_supervisor_that_stops_while_top_runs_is_said_on_the_status_line(
+    sup: RunningSupervisor, terminal: Terminal
+):
+    terminal.run(top(sup, "--interval", "0.5") + "; echo EXIT=$?")
+    terminal.shows("> reverse")
+    sup.stop()
+    terminal.shows("no answer: no gearmgr is running here")
+    terminal.shows("> reverse")  # the last frame stays
+    terminal.keys("q")
+    terminal.shows("EXIT=0")
