@@ -98,7 +98,12 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
             in_child=self._in_validation_child,
         )
         self.servers_up: dict[str, bool] = {}
-        self.backlog = BacklogReader(config.servers, self.probe.resolved)
+        self.backlog = BacklogReader(
+            config.servers,
+            self.probe.resolved,
+            pressure=self._under_pressure,
+            answered=self.probe.vouch,
+        )
         self.steering = Steering()
 
     # -- running -------------------------------------------------------------------------------
