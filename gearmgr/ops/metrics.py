@@ -6,12 +6,17 @@ socket is one more non-blocking listener in the supervisor's selector, answered 
 ``generate_latest`` over a collector that reads the scoreboard at scrape time. Workers count
 jobs and durations in their scoreboard slots; the supervisor adds the counters of processes
 that have exited, so the totals survive recycling.
+
+A page is rendered at most once every :data:`RENDER_EVERY` seconds: scrapes within that time
+get the same page, so a client that scrapes in a loop (or many at once) costs the supervisor
+one rendering a quarter second, not one per request.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,6 +33,8 @@ from gearmgr.supervisor.snapshot import Snapshot
 from gearmgr.units import parse_address
 
 log = logging.getLogger("gearmgr.metrics")
+
+RENDER_EVERY = 0.25  # seconds: the longest a page is served again instead of rendered anew
 
 
 class SupervisorCollector:
@@ -113,7 +120,15 @@ class SupervisorCollector:
 class MetricsServer(Listener):
     """A minimal HTTP/1.0 endpoint: every GET answers the metrics, then closes."""
 
-    def __init__(self, address: str, collector: SupervisorCollector) -> None:
+    def __init__(
+        self,
+        address: str,
+        collector: SupervisorCollector,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self._page = b""
+        self._rendered_at = -RENDER_EVERY
         host, port = parse_address(address, default_port=9090)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)  # type: ignore[arg-type]
@@ -139,8 +154,11 @@ class MetricsServer(Listener):
         line = data.split(b"\n", 1)[0][:1024].decode("latin-1").split()
         if len(line) < 2 or line[0] != "GET":
             return _http("405 Method Not Allowed", b"only GET /metrics\n")
-        body = generate_latest(self.registry)
-        return _http("200 OK", body, CONTENT_TYPE_LATEST)
+        now = self.clock()
+        if not self._page or now - self._rendered_at >= RENDER_EVERY:
+            self._page = _http("200 OK", generate_latest(self.registry), CONTENT_TYPE_LATEST)
+            self._rendered_at = now
+        return self._page
 
     def error_answer(self, message: str) -> bytes:
         return _http("500 Internal Server Error", message.encode() + b"\n")
