@@ -177,7 +177,14 @@ def gearman_cli(
 class RunningSupervisor:
     """``gearmgr run`` as a real subprocess with a config written into a temp folder."""
 
-    def __init__(self, workdir: Path, config: dict, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict,
+        env: dict[str, str] | None = None,
+        wrapper: list[str] | None = None,
+    ) -> None:
+        """``wrapper``: a command prefix, e.g. ``ip netns exec NS`` (it must exec the rest)."""
         import yaml
 
         self.workdir = workdir
@@ -187,13 +194,23 @@ class RunningSupervisor:
         self.log_path = workdir / "supervisor.log"
         self.env = {**os.environ, "GEARMGR_ALLOW_ROOT": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.wrapper = wrapper or []
 
     def start(self) -> RunningSupervisor:
         import sys
 
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gearmgr", "run", "-c", str(self.config_path), "-v"],
+            [
+                *self.wrapper,
+                sys.executable,
+                "-m",
+                "gearmgr",
+                "run",
+                "-c",
+                str(self.config_path),
+                "-v",
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,
