@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 
+import cluster
 import common as cm
 import reload
 import respawn
@@ -26,6 +27,7 @@ SUITE = {
     "respawn": respawn,
     "reload": reload,
     "supervisor_cost": supervisor_cost,
+    "cluster": cluster,
 }
 
 
