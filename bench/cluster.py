@@ -15,7 +15,12 @@ them. Every host is on the same 2-core machine: the figures show what a second s
 costs and how the work is shared, not the capacity of a real cluster, where each host brings
 its own cores.
 
-    python bench/cluster.py [--quick] [--rounds N] [--jobs N] [--processes N] [--json FILE]
+With ``--queue sqlite`` every gearmand keeps its queue in an SQLite file (``-q libsqlite3``),
+as a durable cluster would: each background job is then written to the file before the server
+acknowledges it, and deleted from it when done.
+
+    python bench/cluster.py [--quick] [--rounds N] [--jobs N] [--processes N]
+                            [--queue builtin|sqlite] [--json FILE]
 """
 
 from __future__ import annotations
@@ -32,15 +37,19 @@ import common as cm
 from gearmgr.wire.client import Client
 
 FUNCTION = "noop_cluster"
+QUEUES = {
+    "builtin": [],  # gearmand's memory queue: nothing survives it
+    "sqlite": ["-q", "libsqlite3", "--libsqlite3-db={dir}/queue.sqlite"],
+}
 SHAPES = [(1, 1), (1, 2), (2, 1), (2, 2)]  # (servers, hosts)
 
 
 class Cluster:
     """S private gearmand and H supervisors serving all of them."""
 
-    def __init__(self, servers: int, hosts: int, processes: int) -> None:
+    def __init__(self, servers: int, hosts: int, processes: int, queue: str) -> None:
         self.label = f"{servers} server{'s' * (servers > 1)} x {hosts} host{'s' * (hosts > 1)}"
-        self.gearmands = [cm.Gearmand().start() for _ in range(servers)]
+        self.gearmands = [cm.Gearmand(extra=QUEUES[queue]).start() for _ in range(servers)]
         self.addresses = [g.address for g in self.gearmands]
         config = {"servers": self.addresses, "dedicated_count": processes}
         self.hosts = [cm.Supervised(config, [FUNCTION]).start() for _ in range(hosts)]
@@ -101,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds (5)")
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per trial (20,000)")
     parser.add_argument("--processes", type=int, default=2, help="worker processes per host (2)")
+    parser.add_argument(
+        "--queue", choices=sorted(QUEUES), default="builtin", help="gearmand's queue (builtin)"
+    )
     parser.add_argument("--json", metavar="FILE", help="write the results there")
     parser.add_argument("--no-save", action="store_true", help="write no result file")
     args = parser.parse_args(argv)
@@ -108,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     clusters: list[Cluster] = []
     try:
         for servers, hosts in SHAPES:
-            clusters.append(Cluster(servers, hosts, args.processes))
+            clusters.append(Cluster(servers, hosts, args.processes, args.queue))
         trials: dict[str, list[dict]] = {c.label: [] for c in clusters}
         for r in range(rounds):
             turn = clusters[r % len(clusters) :] + clusters[: r % len(clusters)]
@@ -163,9 +175,11 @@ def main(argv: list[str] | None = None) -> int:
         "jobs": jobs,
         "rounds": rounds,
         "processes_per_host": args.processes,
+        "queue": args.queue,
         "clusters": summary,
     }
-    cm.save_unless_told_not("cluster", result, args)
+    name = "cluster" if args.queue == "builtin" else f"cluster-{args.queue}"
+    cm.save_unless_told_not(name, result, args)
     return 0
 
 
