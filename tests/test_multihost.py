@@ -214,8 +214,6 @@ def test_a_cluster_loses_no_acknowledged_job_when_a_server_and_a_host_die(
 
         both = Counter({net.address["h1"]: 2, net.address["h2"]: 2})
         wait_for(lambda: registered(both), timeout=30, interval=0.2, what="4 workers at each")
-        h1_workers = sups["h1"].worker_pids()
-        assert len(h1_workers) == 2
 
         script = tmp_path / "client.py"
         script.write_text(CLIENT)
@@ -247,6 +245,8 @@ def test_a_cluster_loses_no_acknowledged_job_when_a_server_and_a_host_die(
         s1.start()  # the same SQLite file: what it had acknowledged comes back
         wait_for(lambda: registered(both), timeout=30, interval=0.2, what="both hosts at s1")
         load(150)
+        h1_workers = sups["h1"].worker_pids()
+        assert len(h1_workers) == 2
         h1_killed = time.monotonic()
         sups["h1"].proc.send_signal(signal.SIGKILL)  # type: ignore[union-attr]
         sups["h1"].proc.wait(timeout=10)  # type: ignore[union-attr]
