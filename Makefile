@@ -20,10 +20,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements-dev.txt
 	touch $@
 
 # `make test` adds what the tests of the docs' examples run (tests/test_docs_examples.py): PHP
-# with pecl gearman, and Perl's Gearman::Client. One apt-get update, only when something is missing.
+# with pecl gearman, and Perl's Gearman::Client; and iproute2, whose `ip` builds the network
+# namespaces of the multi-host test (tests/test_multihost.py). One apt-get update, only when
+# something is missing.
 APT_PACKAGES = gearman-job-server gearman-tools
 gearmand:
 	@if ! command -v gearmand >/dev/null || ! command -v gearman >/dev/null \
+		|| { [ -n "$(DOC_TEST_PACKAGES)" ] && ! command -v ip >/dev/null; } \
 		|| { [ -n "$(DOC_TEST_PACKAGES)" ] && ! { php -r 'exit(extension_loaded("gearman") ? 0 : 1);' \
 			&& perl -MGearman::Client -e1; } >/dev/null 2>&1; }; then \
 		echo "installing $(APT_PACKAGES) $(DOC_TEST_PACKAGES) with apt-get"; \
@@ -39,7 +42,7 @@ run: setup
 	@exec $(PY) -m gearmgr.cli.quickstart -c $(CONFIG) $(if $(PORT),--port $(PORT)) \
 		$(if $(filter-out 0,$(EXTERNAL)),--external) $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: DOC_TEST_PACKAGES = php-cli php-gearman libgearman-client-perl
+test: DOC_TEST_PACKAGES = php-cli php-gearman libgearman-client-perl iproute2
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
