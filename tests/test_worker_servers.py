@@ -134,4 +134,4 @@ def test_the_reconnects_of_many_processes_after_one_outage_are_spread() -> None:
         assert all(0.75 * nominal <= r <= 1.25 * nominal for r in retries)
         spread = max(retries) - min(retries)
         assert spread > 0.3 * nominal, f"step {failures}: all retries within {spread:.3f}s"
-        assert len({round(r, 4) for r in retries}) > 150
+        assert len({round(r, 6) for r in retries}) > 150  # 200 draws: nearly all distinct
