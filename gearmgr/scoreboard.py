@@ -174,6 +174,25 @@ class Scoreboard:
             return None
         return number - 1, handle.rstrip(b"\0"), unique.rstrip(b"\0")
 
+    def drop_in_hand(self, index: int) -> None:
+        """Forget the job in hand of slot ``index`` (its process was reaped)."""
+        self.words[index * WORDS_PER_SLOT + HAND] = 0
+
+    def busy_with(self, handle: bytes, unique: bytes, exclude: int) -> int:
+        """How many slots but ``exclude`` show this job busy (its handle and unique id, cut as
+        stored): gearmand gives a job to one live worker at a time, so these are processes
+        that died with it in hand and are not reaped yet. Reads every slot: for suspects only."""
+        handle, unique = handle[:HAND_BYTES], unique[:HAND_BYTES]
+        w, found = self.words, 0
+        for index in range(self.capacity):
+            b = index * WORDS_PER_SLOT
+            if index == exclude or w[b + STATE] != BUSY or not w[b + HAND]:
+                continue
+            _, h, u = _HAND.unpack_from(self._map, (b + HAND) * 8)
+            if h.rstrip(b"\0") == handle and u.rstrip(b"\0") == unique:
+                found += 1
+        return found
+
     def recorded(self, index: int) -> tuple[int, ...]:
         """Records written by the process of slot ``index``, by RECORD_REASONS, then lost."""
         b = index * WORDS_PER_SLOT + RECORDED

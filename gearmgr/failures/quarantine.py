@@ -1,12 +1,19 @@
-"""The quarantine list, shared by the supervisor with its workers without a system call per job.
+"""The poison-job list, shared by the supervisor with its workers without a system call per job.
 
 An anonymous shared mapping made before the first fork (as the scoreboard is): a header of two
-8-byte words, the generation and the number of entries, then fixed-size entries (the function,
-the job's key: its unique id, else its handle, and the deaths it caused). The supervisor rewrites
-the entries and bumps the generation, odd while it writes (a seqlock). A worker compares one
-word with the generation it last read before each job, a plain load; only when it changed does
-it read the entries again (into a dict it looks keys up in). With nothing quarantined and
-nothing changed, a job costs that one comparison.
+8-byte words, the generation and the number of entries, then fixed-size entries: a job that
+killed processes (its function, its key: the unique id, else the handle), its deaths and its
+function's ``poison_after``. The supervisor rewrites the entries and bumps the generation, odd
+while it writes (a seqlock). A worker compares one word with the generation it last read before
+each job, a plain load; only when it changed does it read the entries again, into a dict.
+
+A job's deaths, as a worker handed it counts them: the supervisor's (the processes it reaped)
+plus the processes that died with the job in hand and are not reaped yet: gearmand hands a job
+again as soon as its worker's connection closes, often before the supervisor has reaped the
+process, and a slot still showing the same job busy can only be such a process (gearmand never
+gives one job to two live workers). The supervisor clears a reaped slot's job inside the
+generation's odd window, so a worker never counts one death twice or not at all. At
+``poison_after`` the worker refuses the job: it runs exactly ``poison_after`` times.
 """
 
 from __future__ import annotations
@@ -16,15 +23,18 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any
 
-CAPACITY = 1024  # entries; the supervisor keeps the newest
+CAPACITY = 4096  # entries (2 MiB of address space; pages are touched only when written)
 KEY_BYTES = 256  # a job's key (gearmand's unique ids and handles are at most 64 bytes)
 NAME_BYTES = 248  # a function's name, cut beyond (compared cut the same way)
-_ENTRY = struct.Struct(f"<IHH{NAME_BYTES}s{KEY_BYTES}s")
+_ENTRY = struct.Struct(f"<IIHH{NAME_BYTES}s{KEY_BYTES}s")
 _HEADER = 16
 GEN, COUNT = 0, 1  # header words
+RETRIES = 1000  # reads of a list being written before a worker keeps its old copy
 
-#: (function, key, deaths): one quarantined job.
-Entry = tuple[str, bytes, int]
+#: (function, key, deaths, poison_after): one job that killed processes.
+Entry = tuple[str, bytes, int, int]
+#: How many other slots show this job (handle, unique) busy: deaths not reaped yet.
+Unreaped = Callable[[bytes, bytes], int]
 
 
 def job_key(handle: bytes, unique: bytes) -> bytes:
@@ -37,25 +47,29 @@ def _name(function: str) -> bytes:
 
 
 class QuarantineBoard:
-    """The shared list. ``publish`` runs in the supervisor; workers make a :class:`View`."""
+    """The shared list. The supervisor writes it between :meth:`begin` and :meth:`end`;
+    workers make a :class:`View`."""
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
         self._map = mmap.mmap(-1, _HEADER + capacity * _ENTRY.size, flags=mmap.MAP_SHARED)
         self.words = memoryview(self._map)[:_HEADER].cast("Q")
 
-    def publish(self, entries: Iterable[Entry]) -> None:
-        """Replace the list (its newest ``capacity`` entries) and tell the workers."""
+    def begin(self) -> None:
+        """Open a write (the generation turns odd): workers wait for :meth:`end`."""
+        self.words[GEN] += 1
+
+    def end(self) -> None:
+        self.words[GEN] += 1
+
+    def write(self, entries: Iterable[Entry]) -> None:
+        """Replace the list by its newest ``capacity`` entries (between begin and end)."""
         chosen = list(entries)[-self.capacity :]
-        w = self.words
-        w[GEN] += 1  # odd: being written
-        for i, (function, key, deaths) in enumerate(chosen):
+        for i, (function, key, deaths, limit) in enumerate(chosen):
             name = _name(function)
-            _ENTRY.pack_into(
-                self._map, _HEADER + i * _ENTRY.size, deaths, len(name), len(key), name, key
-            )
-        w[COUNT] = len(chosen)
-        w[GEN] += 1  # even: stable
+            offset = _HEADER + i * _ENTRY.size
+            _ENTRY.pack_into(self._map, offset, deaths, limit, len(name), len(key), name, key)
+        self.words[COUNT] = len(chosen)
 
     def read(self) -> tuple[int, list[Entry]] | None:
         """The generation and the entries; None if a write was under way (read again)."""
@@ -65,12 +79,11 @@ class QuarantineBoard:
             return None
         entries = []
         for i in range(min(w[COUNT], self.capacity)):
-            deaths, nlen, klen, name, key = _ENTRY.unpack_from(self._map, _HEADER + i * _ENTRY.size)
-            entries.append((name[:nlen].decode("utf-8", "surrogateescape"), key[:klen], deaths))
+            offset = _HEADER + i * _ENTRY.size
+            deaths, limit, nlen, klen, name, key = _ENTRY.unpack_from(self._map, offset)
+            function = name[:nlen].decode("utf-8", "surrogateescape")
+            entries.append((function, key[:klen], deaths, limit))
         return (gen, entries) if w[GEN] == gen else None
-
-    def view(self) -> View:
-        return View(self)
 
 
 class Quarantined(Exception):
@@ -84,41 +97,49 @@ class Quarantined(Exception):
 
 class View:
     """A worker's copy of the list. The job path tests ``keys or gen[0] != seen`` (a plain
-    load and comparison) and calls :meth:`screen` only when that is true."""
+    load and comparison while no job has killed a process) and calls :meth:`screen` only
+    when that is true."""
 
-    __slots__ = ("_board", "gen", "keys", "seen")
+    __slots__ = ("_board", "_unreaped", "gen", "keys", "seen")
 
-    def __init__(self, board: QuarantineBoard | None) -> None:
+    def __init__(self, board: QuarantineBoard | None, unreaped: Unreaped | None = None) -> None:
         self._board = board
+        self._unreaped = unreaped
         # No board (a Worker on its own): a private word that never changes.
         self.gen = board.words if board is not None else memoryview(bytearray(8)).cast("Q")
         self.seen = 0
-        self.keys: dict[bytes, dict[bytes, int]] = {}  # key -> function (bytes, cut) -> deaths
+        # key -> function (bytes, cut) -> (deaths, poison_after)
+        self.keys: dict[bytes, dict[bytes, tuple[int, int]]] = {}
 
-    def refresh(self) -> None:
+    def _refresh(self) -> bool:
         board = self._board
-        if board is None:
-            return
-        for _ in range(100):
-            got = board.read()
-            if got is not None:
-                break
-        else:  # a writer that never finishes: the supervisor died mid-write; keep the old list
-            return
+        got = board.read() if board is not None else None
+        if got is None:
+            return False
         gen, entries = got
-        keys: dict[bytes, dict[bytes, int]] = {}
-        for function, key, deaths in entries:
-            keys.setdefault(key, {})[_name(function)] = deaths
+        keys: dict[bytes, dict[bytes, tuple[int, int]]] = {}
+        for function, key, deaths, limit in entries:
+            keys.setdefault(key, {})[_name(function)] = (deaths, limit)
         self.keys, self.seen = keys, gen
+        return True
 
     def deaths(self, function: str, handle: bytes, unique: bytes) -> int:
-        """How many processes the job killed if it is quarantined, else 0."""
-        if self.gen[0] != self.seen:
-            self.refresh()
-        if not self.keys:
-            return 0
-        hit = self.keys.get(job_key(handle, unique))
-        return hit.get(_name(function), 0) if hit else 0
+        """The processes this job killed if that reached its function's poison_after (it is
+        to be refused), else 0."""
+        for _ in range(RETRIES):
+            gen = self.gen[0]
+            if gen != self.seen and not self._refresh():
+                continue  # being written
+            hit = self.keys.get(job_key(handle, unique))
+            known = hit.get(_name(function)) if hit else None
+            if known is None:
+                return 0
+            deaths, limit = known
+            if deaths < limit and self._unreaped is not None:
+                deaths += self._unreaped(handle, unique)
+            if self.gen[0] == gen:
+                return deaths if deaths >= limit else 0
+        return 0  # a writer that never finishes (the supervisor died mid-write): run it
 
     def screen(
         self, function: str, handle: bytes, unique: bytes, handler: Callable[[Any], Any]

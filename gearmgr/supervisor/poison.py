@@ -45,7 +45,7 @@ class PoisonWatch:
     def __init__(self, scoreboard: sb.Scoreboard, board: QuarantineBoard) -> None:
         self.scoreboard = scoreboard
         self.board = board
-        self.counts = DeathCounts(capacity=board.capacity)
+        self.counts = DeathCounts(limit=board.capacity)
         self.deaths: Counter[str] = Counter()  # by function
         self.quarantined: Counter[str] = Counter()  # by function
         self.recorded = [0] * len(_KINDS)  # records written by processes that are gone
@@ -77,36 +77,50 @@ class PoisonWatch:
         records and, if it died running a job, count the death against that job."""
         for i, n in enumerate(self.scoreboard.recorded(slot.index)):
             self.recorded[i] += n
-        asked = slot.state is ProcessState.STOPPING and slot.stop_reason is not ExitReason.TIMEOUT
-        hand = self.scoreboard.in_hand(slot.index) if busy and not asked else None
+        hand = self.scoreboard.in_hand(slot.index) if busy else None
         if hand is None:
+            self.scoreboard.drop_in_hand(slot.index)
+            if self.counts.expire(now):
+                self._publish(slot.index)
+            return
+        # The death moves from the slot (where workers count it until it is reaped) to the
+        # counts, in one write of the shared list: no worker sees it twice or not at all.
+        asked = slot.state is ProcessState.STOPPING and slot.stop_reason is not ExitReason.TIMEOUT
+        if asked:  # a stop deadline, QUIT: the supervisor's doing, not the job's
+            self._publish(slot.index)
             return
         number, handle, unique = hand
         function = functions[number] if number < len(functions) else "?"
         limit = poison_after(function)
-        death = self.counts.died(function, job_key(handle, unique), limit, now)
+        deaths = self.counts.died(function, job_key(handle, unique), limit, now)
+        self._publish(slot.index)
         self.deaths[function] += 1
         what = f"job of {function} (unique {_show(unique)}, handle {_show(handle)})"
-        after = f"; quarantined at {limit}" if limit else ""
         log.warning(
             "process %d (%s) died running a %s: %s%s",
             slot.pid,
             slot.key,
             what,
-            plural(death.deaths, "death"),
-            after,
+            plural(deaths, "death"),
+            f" of {limit} before quarantine" if limit else "",
         )
-        if death.quarantined:
+        if limit and deaths == limit:
             self.quarantined[function] += 1
             log.error(
                 "%s quarantined: it killed %s; the next process handed it fails it (WORK_FAIL)"
                 " and records it",
                 what,
-                plural(death.deaths, "worker process", "worker processes"),
+                plural(deaths, "worker process", "worker processes"),
             )
-            self.board.publish(self.counts.quarantined())
-        elif self.counts.expire(now):
-            self.board.publish(self.counts.quarantined())
+
+    def _publish(self, index: int) -> None:
+        """Rewrite the shared list, the slot's job dropped in the same write."""
+        self.board.begin()
+        try:
+            self.scoreboard.drop_in_hand(index)
+            self.board.write(self.counts.entries())
+        finally:
+            self.board.end()
 
     def stats(self, live: Iterable[int], database: str | None) -> FailureStats:
         """The counters status and metrics show; ``live``: the scoreboard indexes in use."""
@@ -118,7 +132,7 @@ class PoisonWatch:
             recorded=dict(zip(_KINDS, recorded, strict=True)),
             deaths=dict(self.deaths),
             quarantined=dict(self.quarantined),
-            in_quarantine=len(self.counts.quarantined()),
+            in_quarantine=self.counts.quarantined(),
             database=database,
         )
 

@@ -19,7 +19,7 @@ import traceback
 
 from gearmgr import scoreboard as sb
 from gearmgr.errors import exception_text
-from gearmgr.failures.quarantine import QuarantineBoard, Quarantined, View
+from gearmgr.failures.quarantine import QuarantineBoard, Quarantined, Unreaped, View
 from gearmgr.failures.store import FailedJobs, Failure, RecordSettings, StoreError
 from gearmgr.logs import Throttle
 from gearmgr.worker.job import Job
@@ -31,16 +31,18 @@ _REASON_INDEX = {reason: i for i, reason in enumerate(sb.RECORD_REASONS)}
 
 class Failures:
     """``settings`` None: recording off. ``board`` None: no quarantine (a Worker on its own).
-    ``slot``: where the counts of records written go."""
+    ``slot``: where the counts of records written go; ``unreaped``: how many other slots show
+    a job busy (Scoreboard.busy_with)."""
 
     def __init__(
         self,
         settings: RecordSettings | None = None,
         board: QuarantineBoard | None = None,
         slot: sb.SlotWriter | None = None,
+        unreaped: Unreaped | None = None,
     ) -> None:
         self.store = FailedJobs(settings) if settings is not None else None
-        self.view = View(board)
+        self.view = View(board, unreaped)
         self._slot = slot
         self._lock = threading.Lock()  # the watchdog thread records too
         self._throttle = Throttle(60.0)
