@@ -118,7 +118,7 @@ def test_a_job_that_kills_its_process_runs_poison_after_times_then_is_quarantine
         gearmand,
         runs,
         {"crash": CRASH},
-        functions={"crash": {"dedicated_count": 2, "poison_after": 3}},
+        functions={"crash": {"dedicated_count": 4, "poison_after": 3}},
     )
     try:
         outcome: list[BaseException | bytes | str] = []
@@ -146,10 +146,15 @@ def test_a_job_that_kills_its_process_runs_poison_after_times_then_is_quarantine
         assert outcome[0].warnings == ["Quarantined: killed 3 worker processes"]
         lines = (runs / "runs").read_text().splitlines()
         assert lines.count("poison") == 3  # exactly poison_after runs
-        log = sup.log()
-        deaths = [line for line in log.splitlines() if "died running a job of crash" in line]
-        assert len(deaths) == 3 and all("unique 'poison-1', handle 'H:" in d for d in deaths)
-        assert "quarantined: it killed 3 worker processes" in log
+
+        def deaths() -> list[str]:
+            return [line for line in sup.log().splitlines() if "died running a job of" in line]
+
+        # the workers counted deaths the supervisor may not have reaped yet: wait for its log
+        wait_for(lambda: len(deaths()) >= 3, what="the supervisor's log of three deaths")
+        assert len(deaths()) == 3
+        assert all("job of crash (unique 'poison-1', handle 'H:" in d for d in deaths())
+        wait_for(lambda: "quarantined: it killed 3 worker processes" in sup.log())
         (record,) = records(sup.config_path)
         assert record["reason"] == "quarantined" and record["deaths"] == 3
         assert record["unique"] == "poison-1" and record["size"] == len("poison")

@@ -14,6 +14,12 @@ process, and a slot still showing the same job busy can only be such a process (
 gives one job to two live workers). The supervisor clears a reaped slot's job inside the
 generation's odd window, so a worker never counts one death twice or not at all. At
 ``poison_after`` the worker refuses the job: it runs exactly ``poison_after`` times.
+
+Which jobs to count for, cheaply: those the supervisor published, and those whose handle is in
+the **cells**, a direct-mapped table of job handles' hashes in the same mapping. A worker sets
+its job's cell when the job starts and clears it when the job ends; a process that dies with a
+job leaves its cell set, so the next worker handed that job sees it, even before the
+supervisor has reaped anything, and counts. Two jobs that share a cell only cost a check.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ KEY_BYTES = 256  # a job's key (gearmand's unique ids and handles are at most 64
 NAME_BYTES = 248  # a function's name, cut beyond (compared cut the same way)
 _ENTRY = struct.Struct(f"<IIHH{NAME_BYTES}s{KEY_BYTES}s")
 _HEADER = 16
+CELLS = 8192  # words of the handle-hash table (a power of two)
 GEN, COUNT = 0, 1  # header words
 RETRIES = 1000  # reads of a list being written before a worker keeps its old copy
 
@@ -52,8 +59,10 @@ class QuarantineBoard:
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._map = mmap.mmap(-1, _HEADER + capacity * _ENTRY.size, flags=mmap.MAP_SHARED)
+        self._cells = _HEADER + capacity * _ENTRY.size
+        self._map = mmap.mmap(-1, self._cells + CELLS * 8, flags=mmap.MAP_SHARED)
         self.words = memoryview(self._map)[:_HEADER].cast("Q")
+        self.cells = memoryview(self._map)[self._cells :].cast("q")
 
     def begin(self) -> None:
         """Open a write (the generation turns odd): workers wait for :meth:`end`."""
@@ -96,17 +105,27 @@ class Quarantined(Exception):
 
 
 class View:
-    """A worker's copy of the list. The job path tests ``keys or gen[0] != seen`` (a plain
-    load and comparison while no job has killed a process) and calls :meth:`screen` only
-    when that is true."""
+    """A worker's copy of the list. The job path calls :meth:`admit` when a job starts (a hash,
+    two loads and a store while no job has killed a process) and :meth:`done` when it ends."""
 
-    __slots__ = ("_board", "_unreaped", "gen", "keys", "seen")
+    __slots__ = ("_board", "_cell", "_hash", "_limits", "_unreaped", "cells", "gen", "keys", "seen")
 
-    def __init__(self, board: QuarantineBoard | None, unreaped: Unreaped | None = None) -> None:
+    def __init__(
+        self,
+        board: QuarantineBoard | None,
+        unreaped: Unreaped | None = None,
+        limits: dict[str, int] | None = None,
+    ) -> None:
         self._board = board
         self._unreaped = unreaped
-        # No board (a Worker on its own): a private word that never changes.
+        self._limits = limits or {}  # function -> poison_after, for jobs not published yet
+        # No board (a Worker on its own): private words that never change.
         self.gen = board.words if board is not None else memoryview(bytearray(8)).cast("Q")
+        self.cells = (
+            board.cells if board is not None else memoryview(bytearray(8 * CELLS)).cast("q")
+        )
+        self._cell = 0
+        self._hash = 0
         self.seen = 0
         # key -> function (bytes, cut) -> (deaths, poison_after)
         self.keys: dict[bytes, dict[bytes, tuple[int, int]]] = {}
@@ -123,18 +142,39 @@ class View:
         self.keys, self.seen = keys, gen
         return True
 
-    def deaths(self, function: str, handle: bytes, unique: bytes) -> int:
+    def admit(
+        self, function: str, handle: bytes, unique: bytes, handler: Callable[[Any], Any]
+    ) -> Callable[[Any], Any]:
+        """A job starts: ``handler``, or one that refuses a quarantined job."""
+        h = hash(handle)
+        cells, cell = self.cells, h & (CELLS - 1)
+        left = cells[cell] == h  # a process died with this job (or one sharing the cell)
+        if left or self.keys or self.gen[0] != self.seen:
+            handler = self.screen(function, handle, unique, handler, left)
+        cells[cell] = h
+        self._cell, self._hash = cell, h
+        return handler
+
+    def done(self) -> None:
+        """The job ended (in this process, which lives on): free its cell."""
+        cells, cell = self.cells, self._cell
+        if cells[cell] == self._hash:
+            cells[cell] = 0
+
+    def deaths(self, function: str, handle: bytes, unique: bytes, left: bool = False) -> int:
         """The processes this job killed if that reached its function's poison_after (it is
-        to be refused), else 0."""
+        to be refused), else 0. ``left``: its cell was set (a process may have died with it)."""
         for _ in range(RETRIES):
             gen = self.gen[0]
             if gen != self.seen and not self._refresh():
                 continue  # being written
             hit = self.keys.get(job_key(handle, unique))
             known = hit.get(_name(function)) if hit else None
-            if known is None:
+            if known is None and not left:
                 return 0
-            deaths, limit = known
+            deaths, limit = known or (0, self._limits.get(function, 0))
+            if not limit:
+                return 0
             if deaths < limit and self._unreaped is not None:
                 deaths += self._unreaped(handle, unique)
             if self.gen[0] == gen:
@@ -142,10 +182,15 @@ class View:
         return 0  # a writer that never finishes (the supervisor died mid-write): run it
 
     def screen(
-        self, function: str, handle: bytes, unique: bytes, handler: Callable[[Any], Any]
+        self,
+        function: str,
+        handle: bytes,
+        unique: bytes,
+        handler: Callable[[Any], Any],
+        left: bool = False,
     ) -> Callable[[Any], Any]:
         """``handler``, or for a quarantined job one that raises :class:`Quarantined`."""
-        deaths = self.deaths(function, handle, unique)
+        deaths = self.deaths(function, handle, unique, left)
         if not deaths:
             return handler
 

@@ -266,8 +266,14 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
         if len(spec.functions) > 1:  # a shared process leaves out files known to be broken
             files = {n: p for n, p in files.items() if n not in self.catalog.broken}
         self.scoreboard.starting(slot.index)
-        records = record_settings(self.config)
-        wspec = worker_spec(spec, files, self.config.servers, slot.index, records=records)
+        wspec = worker_spec(
+            spec,
+            files,
+            self.config.servers,
+            slot.index,
+            records=record_settings(self.config),
+            poison_after={n: self.config.function(n).poison_after for n in files},
+        )
         self.loaded[slot.index] = list(wspec.functions)
 
         def run() -> int:

@@ -106,6 +106,7 @@ class Worker(ConnectionLoop):
         stop_on_sigint: bool = True,
         records: RecordSettings | None = None,
         quarantine: QuarantineBoard | None = None,
+        poison_after: dict[str, int] | None = None,
     ) -> None:
         self.handlers = dict(handlers)
         self.client_id = client_id or f"{socket.gethostname()}:{os.getpid()}"
@@ -137,7 +138,11 @@ class Worker(ConnectionLoop):
         self._words = scoreboard.words
         self._count = self._slot.count
         self._failures = Failures(
-            records, quarantine, self._slot, partial(scoreboard.busy_with, exclude=slot)
+            records,
+            quarantine,
+            self._slot,
+            partial(scoreboard.busy_with, exclude=slot),
+            poison_after,
         )
         self._quarantine = self._failures.view
         order = counters if counters is not None else names
@@ -331,9 +336,7 @@ class Worker(ConnectionLoop):
         handler, timeout, fb, in_hand = self._table[function]
         words, slot = self._words, self._slot
         in_hand(handle_b, unique_b)  # for the supervisor, should this job kill the process
-        quarantine = self._quarantine
-        if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
-            handler = quarantine.screen(function, handle_b, unique_b, handler)
+        handler = self._quarantine.admit(function, handle_b, unique_b, handler)
         start = _monotonic()
         session = conn.session
         session.last_rx = start
@@ -358,6 +361,7 @@ class Worker(ConnectionLoop):
             with watchdog.lock:  # from here on the watchdog leaves this job alone
                 watchdog.current = None
                 slot.floats[slot.deadline] = 0.0
+        self._quarantine.done()
         end = _monotonic()
         self.jobs = jobs = self.jobs + 1
         self._count(fb, jobs, failed, end - start)
