@@ -20,6 +20,11 @@ from pathlib import Path
 from gearmgr.discovery import load_handler
 from gearmgr.scoreboard import Scoreboard
 
+try:  # the poison-job list a supervised worker screens its jobs against (issue 14)
+    from gearmgr.failures.quarantine import QuarantineBoard
+except ImportError:  # a package from before it
+    QuarantineBoard = None  # type: ignore[assignment,misc]
+
 try:
     from gearmgr.worker.child import set_title
     from gearmgr.worker.loop import Worker
@@ -40,6 +45,9 @@ def main() -> int:
     path.unlink()
     folder.rmdir()
     scoreboard = None if bare else Scoreboard(capacity=1)
+    extra = {}
+    if QuarantineBoard is not None and not bare:  # as run_child passes them
+        extra = {"quarantine": QuarantineBoard(), "poison_after": {function: 3}}
     worker = Worker(
         [address],
         {function: handler},
@@ -48,6 +56,7 @@ def main() -> int:
         parent_pid=os.getppid(),
         title=None if bare else set_title,
         counters=[function],
+        **extra,  # type: ignore[arg-type]
     )
     if profile is None:
         return worker.run()

@@ -175,7 +175,7 @@ def test_a_worker_runs_what_is_not_published_and_refuses_what_reached_poison_aft
     board.write([("f", b"u1", 3, 3), ("f", b"u2", 2, 3)])
     board.end()
     refuse = view.admit("f", b"H:1", b"u1", ok)
-    with pytest.raises(Quarantined, match="^killed 3 worker processes$"):
+    with pytest.raises(Quarantined, match=r"^killed 3 worker processes$"):
         refuse(None)
     view.done()
     assert view.admit("f", b"H:2", b"u2", ok) is ok  # 2 deaths of 3
