@@ -12,6 +12,7 @@ the supervisor costs on the job path.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import tempfile
@@ -46,7 +47,8 @@ def main() -> int:
     folder.rmdir()
     scoreboard = None if bare else Scoreboard(capacity=1)
     extra = {}
-    if QuarantineBoard is not None and not bare:  # as run_child passes them
+    takes = inspect.signature(Worker).parameters
+    if QuarantineBoard is not None and "quarantine" in takes and not bare:  # as run_child does
         extra = {"quarantine": QuarantineBoard(), "poison_after": {function: 3}}
     worker = Worker(
         [address],
