@@ -170,18 +170,14 @@ def test_a_worker_runs_what_is_not_published_and_refuses_what_reached_poison_aft
     board = QuarantineBoard(capacity=8)
     view = View(board, limits={"f": 3})
     assert view.admit("f", b"H:1", b"u1", ok) is ok
-    view.done()
     board.begin()
     board.write([("f", b"u1", 3, 3), ("f", b"u2", 2, 3)])
     board.end()
     refuse = view.admit("f", b"H:1", b"u1", ok)
     with pytest.raises(Quarantined, match=r"^killed 3 worker processes$"):
         refuse(None)
-    view.done()
     assert view.admit("f", b"H:2", b"u2", ok) is ok  # 2 deaths of 3
-    view.done()
     assert view.admit("g", b"H:1", b"u1", ok) is ok  # another function's job
-    view.done()
     assert view.admit("f", b"H:3", b"", ok) is ok  # keyed by handle when there is no unique
 
 
@@ -189,7 +185,7 @@ def test_deaths_not_reaped_yet_count_through_the_cells() -> None:
     board = QuarantineBoard(capacity=8)
     unreaped = {b"H:7": 0}
     dying = View(board, lambda h, u: unreaped[h], {"f": 2})
-    assert dying.admit("f", b"H:7", b"u7", ok) is ok  # the process then dies: no done()
+    assert dying.admit("f", b"H:7", b"u7", ok) is ok  # the process then dies
     unreaped[b"H:7"] = 1  # its slot still shows the job busy
     other = View(board, lambda h, u: unreaped[h], {"f": 2})
     assert other.admit("f", b"H:7", b"u7", ok) is ok  # 1 death of 2: run it

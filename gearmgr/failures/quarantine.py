@@ -16,10 +16,12 @@ generation's odd window, so a worker never counts one death twice or not at all.
 ``poison_after`` the worker refuses the job: it runs exactly ``poison_after`` times.
 
 Which jobs to count for, cheaply: those the supervisor published, and those whose handle is in
-the **cells**, a direct-mapped table of job handles' hashes in the same mapping. A worker sets
-its job's cell when the job starts and clears it when the job ends; a process that dies with a
-job leaves its cell set, so the next worker handed that job sees it, even before the
-supervisor has reaped anything, and counts. Two jobs that share a cell only cost a check.
+the **cells**, a direct-mapped table of job handles' hashes (the whole 64-bit hash) in the same
+mapping. A worker stores its job's hash in the job's cell when the job starts, so the next
+worker handed the same job (a handle is handed out again only when its worker died) finds it
+there, even before the supervisor has reaped anything, and counts. Cells are not cleared when
+a job ends (one store less per job): a stale hash matches only the same handle, which gearmand
+reuses only after a restart without a persistent queue, and a false match costs one check.
 """
 
 from __future__ import annotations
@@ -105,10 +107,10 @@ class Quarantined(Exception):
 
 
 class View:
-    """A worker's copy of the list. The job path calls :meth:`admit` when a job starts (a hash,
-    two loads and a store while no job has killed a process) and :meth:`done` when it ends."""
+    """A worker's copy of the list. The job path calls :meth:`admit` when a job starts: a hash,
+    three loads and a store while no job has killed a process."""
 
-    __slots__ = ("_board", "_cell", "_hash", "_limits", "_unreaped", "cells", "gen", "keys", "seen")
+    __slots__ = ("_board", "_limits", "_unreaped", "cells", "gen", "keys", "seen")
 
     def __init__(
         self,
@@ -124,8 +126,6 @@ class View:
         self.cells = (
             board.cells if board is not None else memoryview(bytearray(8 * CELLS)).cast("q")
         )
-        self._cell = 0
-        self._hash = 0
         self.seen = 0
         # key -> function (bytes, cut) -> (deaths, poison_after)
         self.keys: dict[bytes, dict[bytes, tuple[int, int]]] = {}
@@ -152,14 +152,7 @@ class View:
         if left or self.keys or self.gen[0] != self.seen:
             handler = self.screen(function, handle, unique, handler, left)
         cells[cell] = h
-        self._cell, self._hash = cell, h
         return handler
-
-    def done(self) -> None:
-        """The job ended (in this process, which lives on): free its cell."""
-        cells, cell = self.cells, self._cell
-        if cells[cell] == self._hash:
-            cells[cell] = 0
 
     def deaths(self, function: str, handle: bytes, unique: bytes, left: bool = False) -> int:
         """The processes this job killed if that reached its function's poison_after (it is

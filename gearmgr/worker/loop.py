@@ -361,7 +361,6 @@ class Worker(ConnectionLoop):
             with watchdog.lock:  # from here on the watchdog leaves this job alone
                 watchdog.current = None
                 slot.floats[slot.deadline] = 0.0
-        self._quarantine.done()
         end = _monotonic()
         self.jobs = jobs = self.jobs + 1
         self._count(fb, jobs, failed, end - start)
