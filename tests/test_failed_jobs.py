@@ -118,7 +118,7 @@ def test_a_job_that_kills_its_process_runs_poison_after_times_then_is_quarantine
         gearmand,
         runs,
         {"crash": CRASH},
-        functions={"crash": {"dedicated_count": 4, "poison_after": 3}},
+        functions={"crash": {"dedicated_count": 2, "poison_after": 3}},
     )
     try:
         outcome: list[BaseException | bytes | str] = []

@@ -168,38 +168,39 @@ def ok(job: object) -> str:
 
 def test_a_worker_runs_what_is_not_published_and_refuses_what_reached_poison_after() -> None:
     board = QuarantineBoard(capacity=8)
-    view = View(board, limits={"f": 3})
-    assert view.admit("f", b"H:1", b"u1", ok) is ok
+    view = View(board)
+    assert view.screen("f", b"H:1", b"u1", ok) is ok
     board.begin()
-    board.write([("f", b"u1", 3, 3), ("f", b"u2", 2, 3)])
+    board.write([("f", b"u1", 3, 3), ("f", b"u2", 2, 3), ("f", b"H:3", 3, 3)])
     board.end()
-    refuse = view.admit("f", b"H:1", b"u1", ok)
+    assert view.gen[0] != view.seen  # what the job path tests: screen() is called
     with pytest.raises(Quarantined, match=r"^killed 3 worker processes$"):
-        refuse(None)
-    assert view.admit("f", b"H:2", b"u2", ok) is ok  # 2 deaths of 3
-    assert view.admit("g", b"H:1", b"u1", ok) is ok  # another function's job
-    assert view.admit("f", b"H:3", b"", ok) is ok  # keyed by handle when there is no unique
+        view.screen("f", b"H:1", b"u1", ok)(None)
+    assert view.screen("f", b"H:2", b"u2", ok) is ok  # 2 deaths of 3
+    assert view.screen("g", b"H:1", b"u1", ok) is ok  # another function's job
+    assert view.screen("f", b"H:9", b"u9", ok) is ok  # not published
+    with pytest.raises(Quarantined):  # keyed by handle when there is no unique id
+        view.screen("f", b"H:3", b"", ok)(None)
 
 
-def test_deaths_not_reaped_yet_count_through_the_cells() -> None:
+def test_deaths_not_reaped_yet_are_counted_from_the_scoreboard() -> None:
     board = QuarantineBoard(capacity=8)
-    unreaped = {b"H:7": 0}
-    dying = View(board, lambda h, u: unreaped[h], {"f": 2})
-    assert dying.admit("f", b"H:7", b"u7", ok) is ok  # the process then dies
-    unreaped[b"H:7"] = 1  # its slot still shows the job busy
-    other = View(board, lambda h, u: unreaped[h], {"f": 2})
-    assert other.admit("f", b"H:7", b"u7", ok) is ok  # 1 death of 2: run it
-    unreaped[b"H:7"] = 2  # and that one died too
-    third = View(board, lambda h, u: unreaped[h], {"f": 2})
-    with pytest.raises(Quarantined, match="killed 2 worker processes"):
-        third.admit("f", b"H:7", b"u7", ok)(None)
+    board.begin()
+    board.write([("f", b"u7", 1, 3)])  # the supervisor reaped one death
+    board.end()
+    unreaped = {b"H:7": 1}  # another slot still shows the job busy: its process died too
+    view = View(board, lambda h, u: unreaped[h])
+    assert view.screen("f", b"H:7", b"u7", ok) is ok  # 2 deaths of 3: run it
+    unreaped[b"H:7"] = 2
+    with pytest.raises(Quarantined, match="killed 3 worker processes"):
+        view.screen("f", b"H:7", b"u7", ok)(None)
 
 
 def test_a_list_being_written_is_read_again_and_a_stuck_writer_is_not_waited_for() -> None:
     board = QuarantineBoard(capacity=8)
     board.begin()
     board.write([("f", b"u1", 5, 3)])
-    view = View(board, limits={"f": 3})
+    view = View(board)
     assert view.deaths("f", b"H:1", b"u1") == 0  # never finished: the job runs
     board.end()
     assert view.deaths("f", b"H:1", b"u1") == 5

@@ -15,13 +15,13 @@ gives one job to two live workers). The supervisor clears a reaped slot's job in
 generation's odd window, so a worker never counts one death twice or not at all. At
 ``poison_after`` the worker refuses the job: it runs exactly ``poison_after`` times.
 
-Which jobs to count for, cheaply: those the supervisor published, and those whose handle is in
-the **cells**, a direct-mapped table of job handles' hashes (the whole 64-bit hash) in the same
-mapping. A worker stores its job's hash in the job's cell when the job starts, so the next
-worker handed the same job (a handle is handed out again only when its worker died) finds it
-there, even before the supervisor has reaped anything, and counts. Cells are not cleared when
-a job ends (one store less per job): a stale hash matches only the same handle, which gearmand
-reuses only after a restart without a persistent queue, and a false match costs one check.
+A job is looked for only once the supervisor has published it (reaped one of the processes it
+killed): the job path's test is one comparison of the generation while nothing is published.
+So if several processes die with one job before the supervisor has reaped the first of them
+(it reaps within milliseconds; a handful of idle processes can take a job that exits at once
+in less), the job runs that many more times; with two processes, or a job that runs for a
+while, it runs exactly ``poison_after`` times. (A table of the hashes of the jobs in hand
+closed that gap, at the price of a hash and a new integer object per job: not worth it.)
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ KEY_BYTES = 256  # a job's key (gearmand's unique ids and handles are at most 64
 NAME_BYTES = 248  # a function's name, cut beyond (compared cut the same way)
 _ENTRY = struct.Struct(f"<IIHH{NAME_BYTES}s{KEY_BYTES}s")
 _HEADER = 16
-CELLS = 8192  # words of the handle-hash table (a power of two)
 GEN, COUNT = 0, 1  # header words
 RETRIES = 1000  # reads of a list being written before a worker keeps its old copy
 
@@ -61,10 +60,8 @@ class QuarantineBoard:
 
     def __init__(self, capacity: int = CAPACITY) -> None:
         self.capacity = capacity
-        self._cells = _HEADER + capacity * _ENTRY.size
-        self._map = mmap.mmap(-1, self._cells + CELLS * 8, flags=mmap.MAP_SHARED)
+        self._map = mmap.mmap(-1, _HEADER + capacity * _ENTRY.size, flags=mmap.MAP_SHARED)
         self.words = memoryview(self._map)[:_HEADER].cast("Q")
-        self.cells = memoryview(self._map)[self._cells :].cast("q")
 
     def begin(self) -> None:
         """Open a write (the generation turns odd): workers wait for :meth:`end`."""
@@ -107,25 +104,17 @@ class Quarantined(Exception):
 
 
 class View:
-    """A worker's copy of the list. The job path calls :meth:`admit` when a job starts: a hash,
-    three loads and a store while no job has killed a process."""
+    """A worker's copy of the list. The job path tests ``keys or gen[0] != seen`` (a plain
+    load and comparison while nothing is published) and calls :meth:`screen` only when that
+    is true."""
 
-    __slots__ = ("_board", "_limits", "_unreaped", "cells", "gen", "keys", "seen")
+    __slots__ = ("_board", "_unreaped", "gen", "keys", "seen")
 
-    def __init__(
-        self,
-        board: QuarantineBoard | None,
-        unreaped: Unreaped | None = None,
-        limits: dict[str, int] | None = None,
-    ) -> None:
+    def __init__(self, board: QuarantineBoard | None, unreaped: Unreaped | None = None) -> None:
         self._board = board
         self._unreaped = unreaped
-        self._limits = limits or {}  # function -> poison_after, for jobs not published yet
-        # No board (a Worker on its own): private words that never change.
+        # No board (a Worker on its own): a private word that never changes.
         self.gen = board.words if board is not None else memoryview(bytearray(8)).cast("Q")
-        self.cells = (
-            board.cells if board is not None else memoryview(bytearray(8 * CELLS)).cast("q")
-        )
         self.seen = 0
         # key -> function (bytes, cut) -> (deaths, poison_after)
         self.keys: dict[bytes, dict[bytes, tuple[int, int]]] = {}
@@ -142,32 +131,18 @@ class View:
         self.keys, self.seen = keys, gen
         return True
 
-    def admit(
-        self, function: str, handle: bytes, unique: bytes, handler: Callable[[Any], Any]
-    ) -> Callable[[Any], Any]:
-        """A job starts: ``handler``, or one that refuses a quarantined job."""
-        h = hash(handle)
-        cells, cell = self.cells, h & (CELLS - 1)
-        left = cells[cell] == h  # a process died with this job (or one sharing the cell)
-        if left or self.keys or self.gen[0] != self.seen:
-            handler = self.screen(function, handle, unique, handler, left)
-        cells[cell] = h
-        return handler
-
-    def deaths(self, function: str, handle: bytes, unique: bytes, left: bool = False) -> int:
+    def deaths(self, function: str, handle: bytes, unique: bytes) -> int:
         """The processes this job killed if that reached its function's poison_after (it is
-        to be refused), else 0. ``left``: its cell was set (a process may have died with it)."""
+        to be refused), else 0."""
         for _ in range(RETRIES):
             gen = self.gen[0]
             if gen != self.seen and not self._refresh():
                 continue  # being written
             hit = self.keys.get(job_key(handle, unique))
             known = hit.get(_name(function)) if hit else None
-            if known is None and not left:
+            if known is None:
                 return 0
-            deaths, limit = known or (0, self._limits.get(function, 0))
-            if not limit:
-                return 0
+            deaths, limit = known
             if deaths < limit and self._unreaped is not None:
                 deaths += self._unreaped(handle, unique)
             if self.gen[0] == gen:
@@ -180,10 +155,11 @@ class View:
         handle: bytes,
         unique: bytes,
         handler: Callable[[Any], Any],
-        left: bool = False,
     ) -> Callable[[Any], Any]:
         """``handler``, or for a quarantined job one that raises :class:`Quarantined`."""
-        deaths = self.deaths(function, handle, unique, left)
+        if self.gen[0] == self.seen and (unique or handle)[:KEY_BYTES] not in self.keys:
+            return handler  # the usual case once something is published: not this job
+        deaths = self.deaths(function, handle, unique)
         if not deaths:
             return handler
 

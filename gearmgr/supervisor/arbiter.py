@@ -272,7 +272,6 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
             self.config.servers,
             slot.index,
             records=record_settings(self.config),
-            poison_after={n: self.config.function(n).poison_after for n in files},
         )
         self.loaded[slot.index] = list(wspec.functions)
 

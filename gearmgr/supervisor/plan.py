@@ -116,7 +116,6 @@ def worker_spec(
     slot: int,
     jitter: Callable[[float, float], float] = random.uniform,
     records: RecordSettings | None = None,
-    poison_after: Mapping[str, int] | None = None,
 ) -> WorkerSpec:
     """The whole of what the process that fills ``spec`` runs: ``files`` are the worker files
     it is to load (the functions whose file is known broken already left out); the lifetime's
@@ -135,5 +134,4 @@ def worker_spec(
         max_memory=limits.max_memory,
         slot=slot,
         records=records,
-        poison_after=tuple(sorted((poison_after or {}).items())),
     )

@@ -90,7 +90,6 @@ def run_child(
         stop_on_sigint=False,
         records=spec.records,
         quarantine=quarantine,
-        poison_after=dict(spec.poison_after),
     )
     code = worker.run()
     if os.getppid() != parent_pid:  # orphaned: nobody will end what the jobs forked but us

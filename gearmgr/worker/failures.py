@@ -32,7 +32,7 @@ _REASON_INDEX = {reason: i for i, reason in enumerate(sb.RECORD_REASONS)}
 class Failures:
     """``settings`` None: recording off. ``board`` None: no quarantine (a Worker on its own).
     ``slot``: where the counts of records written go; ``unreaped``: how many other slots show
-    a job busy (Scoreboard.busy_with); ``poison_after``: by function."""
+    a job busy (Scoreboard.busy_with)."""
 
     def __init__(
         self,
@@ -40,10 +40,9 @@ class Failures:
         board: QuarantineBoard | None = None,
         slot: sb.SlotWriter | None = None,
         unreaped: Unreaped | None = None,
-        poison_after: dict[str, int] | None = None,
     ) -> None:
         self.store = FailedJobs(settings) if settings is not None else None
-        self.view = View(board, unreaped, poison_after)
+        self.view = View(board, unreaped)
         self._slot = slot
         self._lock = threading.Lock()  # the watchdog thread records too
         self._throttle = Throttle(60.0)

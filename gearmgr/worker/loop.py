@@ -106,7 +106,6 @@ class Worker(ConnectionLoop):
         stop_on_sigint: bool = True,
         records: RecordSettings | None = None,
         quarantine: QuarantineBoard | None = None,
-        poison_after: dict[str, int] | None = None,
     ) -> None:
         self.handlers = dict(handlers)
         self.client_id = client_id or f"{socket.gethostname()}:{os.getpid()}"
@@ -142,7 +141,6 @@ class Worker(ConnectionLoop):
             quarantine,
             self._slot,
             partial(scoreboard.busy_with, exclude=slot),
-            poison_after,
         )
         self._quarantine = self._failures.view
         order = counters if counters is not None else names
@@ -336,7 +334,9 @@ class Worker(ConnectionLoop):
         handler, timeout, fb, in_hand = self._table[function]
         words, slot = self._words, self._slot
         in_hand(handle_b, unique_b)  # for the supervisor, should this job kill the process
-        handler = self._quarantine.admit(function, handle_b, unique_b, handler)
+        quarantine = self._quarantine
+        if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
+            handler = quarantine.screen(function, handle_b, unique_b, handler)
         start = _monotonic()
         session = conn.session
         session.last_rx = start

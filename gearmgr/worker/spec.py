@@ -26,7 +26,6 @@ class WorkerSpec:
     max_memory: int  # bytes (0 = none)
     slot: int  # its scoreboard slot
     records: RecordSettings | None = None  # where failed jobs are recorded (None: nowhere)
-    poison_after: tuple[tuple[str, int], ...] = ()  # per function (0 = never quarantined)
 
     @property
     def functions(self) -> tuple[str, ...]:
