@@ -111,7 +111,7 @@ def test_failed_jobs_in_status_and_metrics():
     assert status["failed_jobs"]["quarantined"] == 1
     assert (
         "failed jobs: 4 recorded (exception 2, timeout 1, quarantined 1); 3 deaths during jobs,"
-        " 1 quarantined; `gearmgr failed` reads /srv/failed.db"
+        " 1 quarantined (`gearmgr failed` lists them)"
     ) in format_status(status)
     families = {f.name: f for f in SupervisorCollector(lambda: snap).collect()}  # type: ignore[attr-defined]
     quarantined = {

@@ -191,8 +191,9 @@ def _failed_line(failed: dict[str, Any]) -> str:
         text += f", {recorded['lost']} NOT recorded (see the log)"
     text += f"; {plural(failed.get('deaths', 0), 'death')} during jobs"
     text += f", {failed.get('quarantined', 0)} quarantined"
-    where = failed.get("database")
-    return text + (f"; `gearmgr failed` reads {where}" if where else "; recording is off")
+    if not failed.get("database"):
+        return text + " (recording is off: failed_jobs: none)"
+    return text + (" (`gearmgr failed` lists them)" if total else "")
 
 
 def _count(value: int | None) -> str:
