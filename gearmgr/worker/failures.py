@@ -16,10 +16,11 @@ import sys
 import threading
 import time
 import traceback
+from functools import partial
 
 from gearmgr import scoreboard as sb
 from gearmgr.errors import exception_text
-from gearmgr.failures.quarantine import QuarantineBoard, Quarantined, Unreaped, View
+from gearmgr.failures.quarantine import QuarantineBoard, Quarantined, View
 from gearmgr.failures.store import FailedJobs, Failure, RecordSettings, StoreError
 from gearmgr.logs import Throttle
 from gearmgr.worker.job import Job
@@ -31,17 +32,19 @@ _REASON_INDEX = {reason: i for i, reason in enumerate(sb.RECORD_REASONS)}
 
 class Failures:
     """``settings`` None: recording off. ``board`` None: no quarantine (a Worker on its own).
-    ``slot``: where the counts of records written go; ``unreaped``: how many other slots show
-    a job busy (Scoreboard.busy_with)."""
+    ``scoreboard`` and ``index``: the process's slot, where the counts of records written go
+    (``slot``, its writer) and where other slots show a job busy (Scoreboard.busy_with)."""
 
     def __init__(
         self,
         settings: RecordSettings | None = None,
         board: QuarantineBoard | None = None,
+        scoreboard: sb.Scoreboard | None = None,
+        index: int = 0,
         slot: sb.SlotWriter | None = None,
-        unreaped: Unreaped | None = None,
     ) -> None:
         self.store = FailedJobs(settings) if settings is not None else None
+        unreaped = partial(scoreboard.busy_with, exclude=index) if scoreboard is not None else None
         self.view = View(board, unreaped)
         self._slot = slot
         self._lock = threading.Lock()  # the watchdog thread records too

@@ -27,7 +27,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
-from functools import partial
 from typing import Any
 
 from gearmgr import scoreboard as sb
@@ -136,12 +135,7 @@ class Worker(ConnectionLoop):
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
         self._words = scoreboard.words
         self._count = self._slot.count
-        self._failures = Failures(
-            records,
-            quarantine,
-            self._slot,
-            partial(scoreboard.busy_with, exclude=slot),
-        )
+        self._failures = Failures(records, quarantine, scoreboard, slot, self._slot)
         self._quarantine = self._failures.view
         order = counters if counters is not None else names
         # function -> (handler, timeout or 0.0, first counter word or None, the store that
