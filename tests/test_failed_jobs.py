@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -59,158 +60,150 @@ def runs(tmp_path: Path) -> Path:
     return folder
 
 
-def start(
-    tmp_path: Path, gearmand: Gearmand, runs: Path, code: dict[str, str], **config: object
-) -> RunningSupervisor:
-    folder = tmp_path / "fworkers"
-    folder.mkdir(exist_ok=True)
-    for name, text in code.items():
-        (folder / f"{name}.py").write_text(text)
-    settings = {"servers": [gearmand.address], "worker_dirs": ["fworkers"], **config}
-    sup = RunningSupervisor(tmp_path, settings, {"RUNS_DIR": str(runs)}).start()
-    sup.wait_ready(gearmand.port, {name: 1 for name in code})
-    return sup
+@pytest.fixture
+def start(tmp_path: Path, gearmand: Gearmand, runs: Path):
+    """``start(code, **config)``: `gearmgr run` serving the functions of ``code`` (name ->
+    worker file text), registered; stopped at teardown."""
+    started: list[RunningSupervisor] = []
+
+    def run(code: dict[str, str], **config: object) -> RunningSupervisor:
+        folder = tmp_path / "fworkers"
+        folder.mkdir(exist_ok=True)
+        for name, text in code.items():
+            (folder / f"{name}.py").write_text(text)
+        settings = {"servers": [gearmand.address], "worker_dirs": ["fworkers"], **config}
+        sup = RunningSupervisor(tmp_path, settings, {"RUNS_DIR": str(runs)}).start()
+        started.append(sup)
+        sup.wait_ready(gearmand.port, {name: 1 for name in code})
+        return sup
+
+    yield run
+    for sup in started:
+        sup.stop()
 
 
 def test_a_failed_background_job_is_recorded_and_retry_runs_the_same_bytes(
-    tmp_path: Path, gearmand: Gearmand, runs: Path
+    tmp_path: Path, gearmand: Gearmand, runs: Path, start: Callable[..., RunningSupervisor]
 ) -> None:
-    sup = start(tmp_path, gearmand, runs, {"keep": KEEP})
-    try:
-        workloads = [b"\x00\xff\xfe binary \x80\n", "caf\xe9".encode("latin-1"), b"plain text"]
-        with Client([gearmand.address]) as client:
-            for data in workloads:
-                client.submit("keep", data, background=True)
-        got = wait_for(lambda: len(records(sup.config_path)) == 3 and records(sup.config_path))
-        assert [r["reason"] for r in got] == ["exception"] * 3
-        assert sorted(r["size"] for r in got) == sorted(len(w) for w in workloads)
-        assert all(r["function"] == "keep" and r["retried"] == 0 for r in got)
-        assert set(got[0]) == {
-            "id", "time", "host", "function", "handle", "unique", "reason", "error", "deaths",
-            "size", "retried",
-        }  # fmt: skip
-        assert "Traceback (most recent call last)" in got[0]["error"]
-        assert "ValueError: cannot take" in got[0]["error"]
-        newest = got[0]["id"]
-        shown = gearmgr(sup.config_path, "failed", "show", str(newest))
-        assert shown.returncode == 0 and "ValueError: cannot take" in shown.stdout
-        assert "plain text" in shown.stdout  # the start of the workload (submitted last)
-        listed = gearmgr(sup.config_path, "failed", "--function", "keep")
-        assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 4  # head + 3
+    sup = start({"keep": KEEP})
+    workloads = [b"\x00\xff\xfe binary \x80\n", "caf\xe9".encode("latin-1"), b"plain text"]
+    with Client([gearmand.address]) as client:
+        for data in workloads:
+            client.submit("keep", data, background=True)
+    got = wait_for(lambda: len(records(sup.config_path)) == 3 and records(sup.config_path))
+    assert [r["reason"] for r in got] == ["exception"] * 3
+    assert sorted(r["size"] for r in got) == sorted(len(w) for w in workloads)
+    assert all(r["function"] == "keep" and r["retried"] == 0 for r in got)
+    assert set(got[0]) == {
+        "id", "time", "host", "function", "handle", "unique", "reason", "error", "deaths",
+        "size", "retried",
+    }  # fmt: skip
+    assert "Traceback (most recent call last)" in got[0]["error"]
+    assert "ValueError: cannot take" in got[0]["error"]
+    newest = got[0]["id"]
+    shown = gearmgr(sup.config_path, "failed", "show", str(newest))
+    assert shown.returncode == 0 and "ValueError: cannot take" in shown.stdout
+    assert "plain text" in shown.stdout  # the start of the workload (submitted last)
+    listed = gearmgr(sup.config_path, "failed", "--function", "keep")
+    assert listed.returncode == 0 and len(listed.stdout.splitlines()) == 4  # head + 3
 
-        ids = [str(r["id"]) for r in got]
-        retried = gearmgr(sup.config_path, "failed", "retry", *ids)
-        assert retried.returncode == 0, retried.stderr
-        wait_for(lambda: len(list(runs.iterdir())) == 6, what="the three jobs run again")
-        seen = sorted(p.read_bytes() for p in runs.iterdir())
-        assert seen == sorted(workloads * 2)  # the same bytes, binary and non-UTF-8 included
-        after = wait_for(lambda: len(records(sup.config_path)) == 6 and records(sup.config_path))
-        assert sorted(r["retried"] for r in after) == [0, 0, 0, 1, 1, 1]
-    finally:
-        sup.stop()
+    ids = [str(r["id"]) for r in got]
+    retried = gearmgr(sup.config_path, "failed", "retry", *ids)
+    assert retried.returncode == 0, retried.stderr
+    wait_for(lambda: len(list(runs.iterdir())) == 6, what="the three jobs run again")
+    seen = sorted(p.read_bytes() for p in runs.iterdir())
+    assert seen == sorted(workloads * 2)  # the same bytes, binary and non-UTF-8 included
+    after = wait_for(lambda: len(records(sup.config_path)) == 6 and records(sup.config_path))
+    assert sorted(r["retried"] for r in after) == [0, 0, 0, 1, 1, 1]
 
 
 def test_a_job_that_kills_its_process_runs_poison_after_times_then_is_quarantined(
-    tmp_path: Path, gearmand: Gearmand, runs: Path
+    tmp_path: Path, gearmand: Gearmand, runs: Path, start: Callable[..., RunningSupervisor]
 ) -> None:
     sup = start(
-        tmp_path,
-        gearmand,
-        runs,
         {"crash": CRASH},
         functions={"crash": {"dedicated_count": 2, "poison_after": 3}},
     )
-    try:
-        outcome: list[BaseException | bytes | str] = []
+    outcome: list[BaseException | bytes | str] = []
 
-        def poison() -> None:
-            with Client([gearmand.address], timeout=90) as client:
-                try:
-                    outcome.append(client.submit("crash", "poison", unique="poison-1"))
-                except Exception as exc:
-                    outcome.append(exc)
+    def poison() -> None:
+        with Client([gearmand.address], timeout=90) as client:
+            try:
+                outcome.append(client.submit("crash", "poison", unique="poison-1"))
+            except Exception as exc:
+                outcome.append(exc)
 
-        thread = threading.Thread(target=poison)
-        thread.start()
-        served = []
-        with Client([gearmand.address], timeout=60) as client:
-            # other jobs of the function are served while the poison job kills processes
-            wait_for(
-                lambda: (runs / "runs").exists(), timeout=30, what="the poison job's first run"
-            )
-            for i in range(5):
-                served.append(client.submit("crash", f"job{i}"))
-        thread.join(90)
-        assert served == [f"ok job{i}".encode() for i in range(5)]
-        assert len(outcome) == 1 and isinstance(outcome[0], JobFailed), outcome
-        assert outcome[0].warnings == ["Quarantined: killed 3 worker processes"]
-        lines = (runs / "runs").read_text().splitlines()
-        assert lines.count("poison") == 3  # exactly poison_after runs
+    thread = threading.Thread(target=poison)
+    thread.start()
+    served = []
+    with Client([gearmand.address], timeout=60) as client:
+        # other jobs of the function are served while the poison job kills processes
+        wait_for(lambda: (runs / "runs").exists(), timeout=30, what="the poison job's first run")
+        for i in range(5):
+            served.append(client.submit("crash", f"job{i}"))
+    thread.join(90)
+    assert served == [f"ok job{i}".encode() for i in range(5)]
+    assert len(outcome) == 1 and isinstance(outcome[0], JobFailed), outcome
+    assert outcome[0].warnings == ["Quarantined: killed 3 worker processes"]
+    lines = (runs / "runs").read_text().splitlines()
+    assert lines.count("poison") == 3  # exactly poison_after runs
 
-        def deaths() -> list[str]:
-            return [line for line in sup.log().splitlines() if "died running a job of" in line]
+    def deaths() -> list[str]:
+        return [line for line in sup.log().splitlines() if "died running a job of" in line]
 
-        # the workers counted deaths the supervisor may not have reaped yet: wait for its log
-        wait_for(lambda: len(deaths()) >= 3, what="the supervisor's log of three deaths")
-        assert len(deaths()) == 3
-        assert all("job of crash (unique 'poison-1', handle 'H:" in d for d in deaths())
-        wait_for(lambda: "quarantined: it killed 3 worker processes" in sup.log())
-        (record,) = records(sup.config_path)
-        assert record["reason"] == "quarantined" and record["deaths"] == 3
-        assert record["unique"] == "poison-1" and record["size"] == len("poison")
-        status = sup.status()
-        assert status["functions"]["crash"]["quarantined"] == 1
-        assert status["failed_jobs"]["recorded"]["quarantined"] == 1
-        assert status["failed_jobs"]["deaths"] == 3
-        sup.assert_alive()
-    finally:
-        sup.stop()
+    # the workers counted deaths the supervisor may not have reaped yet: wait for its log
+    wait_for(lambda: len(deaths()) >= 3, what="the supervisor's log of three deaths")
+    assert len(deaths()) == 3
+    assert all("job of crash (unique 'poison-1', handle 'H:" in d for d in deaths())
+    wait_for(lambda: "quarantined: it killed 3 worker processes" in sup.log())
+    (record,) = records(sup.config_path)
+    assert record["reason"] == "quarantined" and record["deaths"] == 3
+    assert record["unique"] == "poison-1" and record["size"] == len("poison")
+    status = sup.status()
+    assert status["functions"]["crash"]["quarantined"] == 1
+    assert status["failed_jobs"]["recorded"]["quarantined"] == 1
+    assert status["failed_jobs"]["deaths"] == 3
+    sup.assert_alive()
 
 
 def test_a_timed_out_job_is_recorded_with_where_it_was(
-    tmp_path: Path, gearmand: Gearmand, runs: Path
+    tmp_path: Path, gearmand: Gearmand, runs: Path, start: Callable[..., RunningSupervisor]
 ) -> None:
     sleepy = "import time\n\ndef sleepy(job):\n    time.sleep(30)\n"
-    sup = start(tmp_path, gearmand, runs, {"sleepy": sleepy}, timeout="300ms")
-    try:
-        with Client([gearmand.address], timeout=30) as client, pytest.raises(JobFailed):
-            client.submit("sleepy", b"zzz")
-        (record,) = wait_for(lambda: records(sup.config_path))
-        assert record["reason"] == "timeout"
-        assert record["error"].startswith("TimeoutError: job exceeded its timeout of 0.3s")
-        assert "time.sleep(30)" in record["error"]  # where the job's thread was
-    finally:
-        sup.stop()
+    sup = start({"sleepy": sleepy}, timeout="300ms")
+    with Client([gearmand.address], timeout=30) as client, pytest.raises(JobFailed):
+        client.submit("sleepy", b"zzz")
+    (record,) = wait_for(lambda: records(sup.config_path))
+    assert record["reason"] == "timeout"
+    assert record["error"].startswith("TimeoutError: job exceeded its timeout of 0.3s")
+    assert "time.sleep(30)" in record["error"]  # where the job's thread was
 
 
 def test_many_processes_failing_at_once_lose_no_record(
-    tmp_path: Path, gearmand: Gearmand, runs: Path
+    tmp_path: Path, gearmand: Gearmand, runs: Path, start: Callable[..., RunningSupervisor]
 ) -> None:
     boom = "def boom(job):\n    raise RuntimeError(job.text)\n"
-    sup = start(tmp_path, gearmand, runs, {"boom": boom}, dedicated_count=6)
+    sup = start({"boom": boom}, dedicated_count=6)
     sup.wait_ready(gearmand.port, {"boom": 6})
-    try:
-        jobs = 300
-        with Client([gearmand.address]) as client:
-            for i in range(jobs):
-                client.submit("boom", f"n{i}", background=True, unique=f"u{i}")
-        got = wait_for(
-            lambda: len(records(sup.config_path)) >= jobs and records(sup.config_path), timeout=60
-        )
-        assert sorted(r["unique"] for r in got) == sorted(f"u{i}" for i in range(jobs))
-        assert len({r["handle"] for r in got}) == jobs
-        assert sup.status()["failed_jobs"]["recorded"] == {
-            "exception": jobs, "timeout": 0, "quarantined": 0, "lost": 0
-        }  # fmt: skip
-    finally:
-        sup.stop()
+    jobs = 300
+    with Client([gearmand.address]) as client:
+        for i in range(jobs):
+            client.submit("boom", f"n{i}", background=True, unique=f"u{i}")
+    got = wait_for(
+        lambda: len(records(sup.config_path)) >= jobs and records(sup.config_path), timeout=60
+    )
+    assert sorted(r["unique"] for r in got) == sorted(f"u{i}" for i in range(jobs))
+    assert len({r["handle"] for r in got}) == jobs
+    assert sup.status()["failed_jobs"]["recorded"] == {
+        "exception": jobs, "timeout": 0, "quarantined": 0, "lost": 0
+    }  # fmt: skip
 
 
 def test_the_commands_work_with_the_supervisor_stopped(
-    tmp_path: Path, gearmand: Gearmand, runs: Path
+    tmp_path: Path, gearmand: Gearmand, runs: Path, start: Callable[..., RunningSupervisor]
 ) -> None:
     boom = "def boom(job):\n    raise RuntimeError(job.text)\n"
-    sup = start(tmp_path, gearmand, runs, {"boom": boom, "keep": KEEP})
+    sup = start({"boom": boom, "keep": KEEP})
     with Client([gearmand.address]) as client:
         for i in range(3):
             client.submit("boom", f"b{i}", background=True)
