@@ -251,3 +251,16 @@ def test_a_missing_record_file_and_recording_off_are_one_clear_line(tmp_path: Pa
     done = gearmgr(config, "failed")
     assert done.returncode == 1
     assert done.stderr == f"gearmgr: {config}: failed_jobs is none: failed jobs are not recorded\n"
+
+
+def test_a_record_that_cannot_be_written_is_logged_and_counted_not_fatal(
+    gearmand: Gearmand, start: Callable[..., RunningSupervisor]
+) -> None:
+    boom = "def boom(job):\n    raise RuntimeError(job.text)\n"
+    sup = start({"boom": boom}, failed_jobs="/proc/no-such-folder/failed.db")
+    assert "failed_jobs /proc/no-such-folder/failed.db: unable to open" in sup.log()
+    with Client([gearmand.address]) as client, pytest.raises(JobFailed):
+        client.submit("boom", "b0")
+    wait_for(lambda: sup.status()["failed_jobs"]["recorded"]["lost"] == 1)
+    wait_for(lambda: "failed job H:" in sup.log() and "not recorded" in sup.log())
+    sup.assert_alive()

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable
 
 from gearmgr import scoreboard as sb
 from gearmgr.config import Config
-from gearmgr.errors import FatalError
 from gearmgr.failures.deaths import DeathCounts
 from gearmgr.failures.quarantine import QuarantineBoard, job_key
 from gearmgr.failures.store import FailedJobs, RecordSettings, StoreError
@@ -51,8 +50,10 @@ class PoisonWatch:
         self.recorded = [0] * len(_KINDS)  # records written by processes that are gone
 
     def open_record(self, config: Config) -> None:
-        """Create the record's file (start-up, after the switch of user): a file that cannot
-        be written is a fatal error, before any job could fail unrecorded."""
+        """Create the record's file (start-up, after the switch of user, as the workers will
+        write it). One that cannot be opened is logged as an error, not fatal: the jobs still
+        run and fail for their clients, each unrecorded failure is logged and counted as lost
+        (an upgrade must not stop a supervisor whose config folder its user cannot write)."""
         settings = record_settings(config)
         if settings is None:
             log.info("failed jobs are not recorded (failed_jobs: none)")
@@ -61,7 +62,12 @@ class PoisonWatch:
         try:
             store.prune()
         except StoreError as exc:
-            raise FatalError(str(exc)) from exc
+            log.error(
+                "%s: failed jobs will not be recorded until it can be written (by the user"
+                " the workers run as; its folder too, for SQLite's -wal and -shm files), or"
+                " failed_jobs names another file",
+                exc,
+            )
         finally:
             store.close()
 
