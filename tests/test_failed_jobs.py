@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -264,3 +265,36 @@ def test_a_record_that_cannot_be_written_is_logged_and_counted_not_fatal(
     wait_for(lambda: sup.status()["failed_jobs"]["recorded"]["lost"] == 1)
     wait_for(lambda: "failed job H:" in sup.log() and "not recorded" in sup.log())
     sup.assert_alive()
+
+
+def test_retry_all_of_a_function_skips_retried_and_cut_records(
+    tmp_path: Path, gearmand: Gearmand
+) -> None:
+    from gearmgr.failures.store import WORKLOAD_LIMIT, FailedJobs, Failure, RecordSettings
+
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(f"servers: ['{gearmand.address}']\nfailed_jobs: failed.db\n")
+    store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
+
+    def add(function: str, data: bytes, when: float) -> int:
+        failure = Failure(function, b"H:x:1", b"u", data, "exception", "ValueError: x")
+        return store.add(failure, now=when)
+
+    now = time.time()
+    old = add("resize", b"old", now - 7200)
+    new = add("resize", b"new", now)
+    cut = add("resize", b"x" * (WORKLOAD_LIMIT + 1), now)
+    other = add("report", b"other", now)
+    store.mark_retried(new)
+    since = json.loads(gearmgr(config, "failed", "--since", "1h", "--json").stdout)
+    assert [r["id"] for r in since] == [other, cut, new]
+    done = gearmgr(config, "failed", "retry", "--all", "--function", "resize")
+    assert done.returncode == 1  # the cut record cannot be retried; the others are
+    assert done.stdout.startswith(f"retried {old} (resize) as H:")
+    assert f"failed job {cut}: its workload ({WORKLOAD_LIMIT + 1} bytes) was cut" in done.stderr
+    assert gearmand.status()["resize"][0] == 1 and "report" not in gearmand.status()
+    retried = {r["id"]: r["retried"] for r in records(config)}
+    assert retried == {old: 1, new: 1, cut: 0, other: 0}
+    shown = gearmgr(config, "failed", "show", str(cut))
+    assert "(only the first 1048576 kept: it cannot be retried)" in shown.stdout
+    assert gearmgr(config, "failed", "retry").returncode == 2  # neither ids nor --all
