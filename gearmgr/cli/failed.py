@@ -70,23 +70,45 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     again = argparse.ArgumentParser(add_help=False)
     again.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
     q = inner.add_parser("list", parents=[again], help="list records, newest first (default)")
-    _list_options(q)
+    _list_options(q, argparse.SUPPRESS)
     q = inner.add_parser("show", parents=[again], help="print one record whole")
     q.add_argument("id", metavar="ID", type=record_id)
-    q.add_argument("--json", action="store_true", help="print JSON (the workload in base64)")
+    q.add_argument(
+        "--json",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print JSON (the workload in base64)",
+    )
     q = inner.add_parser("retry", parents=[again], help="submit records again as background jobs")
     q.add_argument("ids", metavar="ID", type=record_id, nargs="*")
     q.add_argument("--all", action="store_true", help="every record not retried yet")
-    q.add_argument("--function", metavar="F", help="with --all: only this function's records")
+    q.add_argument(
+        "--function",
+        metavar="F",
+        default=argparse.SUPPRESS,
+        help="with --all: only this function's records",
+    )
     q = inner.add_parser("purge", parents=[again], help="delete records")
     q.add_argument("--older-than", metavar="DURATION", type=duration, help="e.g. 2d, 12h")
-    q.add_argument("--function", metavar="F", help="only this function's records")
+    q.add_argument(
+        "--function", metavar="F", default=argparse.SUPPRESS, help="only this function's records"
+    )
 
 
-def _list_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--function", metavar="F", help="only this function's records")
-    p.add_argument("--since", metavar="DURATION", type=duration, help="only the last 1h, 2d...")
-    p.add_argument("--json", action="store_true", help="print a JSON array")
+def _list_options(p: argparse.ArgumentParser, default: Any = None) -> None:
+    """The list's options, on ``failed`` and on ``failed list``; ``default`` SUPPRESS on the
+    subcommands, so that ``gearmgr failed --function F purge`` keeps F."""
+    p.add_argument("--function", metavar="F", default=default, help="only this function's records")
+    p.add_argument(
+        "--since",
+        metavar="DURATION",
+        type=duration,
+        default=default,
+        help="only the last 1h, 2d...",
+    )
+    p.add_argument(
+        "--json", action="store_true", default=default or False, help="print a JSON array"
+    )
 
 
 def open_store(args: argparse.Namespace) -> FailedJobs:
