@@ -18,6 +18,7 @@ SCRIPTS = [
     "supervisor_cost",
     "autoscale",
     "cluster",
+    "failed_jobs",
 ]
 
 # Run a script as __main__ with matplotlib made unimportable, as before bench/setup.sh.

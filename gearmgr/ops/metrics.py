@@ -110,11 +110,39 @@ class SupervisorCollector:
             target.add_metric([name], pool.target)
         yield queued
         yield target
+        yield from _failure_metrics(snap)
         yield GaugeMetricFamily(
             "gearmgr_uptime_seconds",
             "Seconds since the supervisor started",
             value=snap.uptime,
         )
+
+
+def _failure_metrics(snap: Snapshot) -> Iterator[object]:
+    failures = snap.failures
+    quarantined = CounterMetricFamily(
+        "gearmgr_jobs_quarantined",
+        "Jobs quarantined after killing poison_after worker processes, by function",
+        labels=["function"],
+    )
+    deaths = CounterMetricFamily(
+        "gearmgr_job_deaths",
+        "Worker processes that died running a job, by the job's function",
+        labels=["function"],
+    )
+    for name in sorted(set(snap.function_stats) | set(failures.deaths)):
+        quarantined.add_metric([name], failures.quarantined.get(name, 0))
+        deaths.add_metric([name], failures.deaths.get(name, 0))
+    yield quarantined
+    yield deaths
+    recorded = CounterMetricFamily(
+        "gearmgr_failed_jobs_recorded",
+        "Failed jobs recorded in the failed_jobs file, by reason ('lost': could not be written)",
+        labels=["reason"],
+    )
+    for reason, n in failures.recorded.items():
+        recorded.add_metric([reason], n)
+    yield recorded
 
 
 class MetricsServer(Listener):
