@@ -20,11 +20,13 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements-dev.txt
 	touch $@
 
 # `make test` adds what the tests of the docs' examples run (tests/test_docs_examples.py): PHP
-# with pecl gearman, and Perl's Gearman::Client; and tmux and promtool (TEST_TOOLS, below). One
-# apt-get update, only when something is missing.
+# with pecl gearman, and Perl's Gearman::Client; iproute2, whose `ip` builds the network
+# namespaces of the multi-host test (tests/test_multihost.py); and tmux and promtool
+# (TEST_TOOLS, below). One apt-get update, only when something is missing.
 APT_PACKAGES = gearman-job-server gearman-tools
 gearmand:
 	@if ! command -v gearmand >/dev/null || ! command -v gearman >/dev/null \
+		|| { [ -n "$(DOC_TEST_PACKAGES)" ] && ! command -v ip >/dev/null; } \
 		|| { [ -n "$(TEST_TOOLS)" ] && ! { command -v tmux && command -v promtool; } >/dev/null; } \
 		|| { [ -n "$(DOC_TEST_PACKAGES)" ] && ! { php -r 'exit(extension_loaded("gearman") ? 0 : 1);' \
 			&& perl -MGearman::Client -e1; } >/dev/null 2>&1; }; then \
@@ -41,7 +43,7 @@ run: setup
 	@exec $(PY) -m gearmgr.cli.quickstart -c $(CONFIG) $(if $(PORT),--port $(PORT)) \
 		$(if $(filter-out 0,$(EXTERNAL)),--external) $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: DOC_TEST_PACKAGES = php-cli php-gearman libgearman-client-perl
+test: DOC_TEST_PACKAGES = php-cli php-gearman libgearman-client-perl iproute2
 # tests/test_top.py drives `gearmgr top` in tmux; tests/test_alert_rules.py runs promtool, which
 # only Debian's prometheus package provides (its service is not needed: the tests only run
 # promtool; on a machine with systemd, `systemctl disable --now prometheus` after installing)

@@ -4,11 +4,13 @@
    stays) gets 200 background jobs at once; the time until gearmand lists 8 workers for the
    function. Median of ``--trials`` trials (a fresh supervisor each).
 2. 600 jobs of 100 ms: the time to drain them with an elastic pool 1..8 against fixed pools of
-   1 and 8 processes, in the same run.
+   1 and 8 processes, in the same run: the elastic pool and the fixed 8 in ``--rounds``
+   interleaved rounds (medians and the worst round of the ratio), the fixed 1 once.
 3. The idle supervisor's CPU (schedstat, all threads) with an elastic pool of 32..64 workers,
    over ``--idle`` seconds, as % of one core: the backlog reading once a second included.
 
-    python bench/autoscale.py [--quick] [--trials N] [--jobs N] [--idle S] [--json FILE]
+    python bench/autoscale.py [--quick] [--trials N] [--jobs N] [--rounds N] [--idle S]
+                              [--json FILE]
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="1 trial, 120 jobs")
     parser.add_argument("--trials", type=int, default=5, help="trials of the growth (5)")
     parser.add_argument("--jobs", type=int, default=600, help="jobs of 100 ms to drain (600)")
+    parser.add_argument("--rounds", type=int, default=3, help="drain rounds (3)")
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU (30)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     args = parser.parse_args()
@@ -97,10 +100,18 @@ def main() -> int:
     for i in range(trials):
         growth.append(time_to_ceiling(8))
         print(f"  trial {i + 1}: 1 -> 8 processes in {growth[-1]:.2f} s", file=sys.stderr)
-    drains = {}
-    for label, floor, ceiling in (("fixed 1", 1, 0), ("elastic 1..8", 1, 8), ("fixed 8", 8, 0)):
-        drains[label] = drain(jobs, floor, ceiling)
-        print(f"  {label}: {jobs} jobs of 100 ms in {drains[label]:.2f} s", file=sys.stderr)
+    rounds = 1 if args.quick else args.rounds
+    runs: dict[str, list[float]] = {"elastic 1..8": [], "fixed 8": []}
+    for i in range(rounds):
+        for label, floor, ceiling in (("elastic 1..8", 1, 8), ("fixed 8", 8, 0)):
+            runs[label].append(drain(jobs, floor, ceiling))
+            print(
+                f"  round {i + 1}, {label}: {jobs} jobs in {runs[label][-1]:.2f} s", file=sys.stderr
+            )
+    runs["fixed 1"] = [drain(jobs, 1, 0)]
+    print(f"  fixed 1: {jobs} jobs of 100 ms in {runs['fixed 1'][0]:.2f} s", file=sys.stderr)
+    drains = {label: statistics.median(v) for label, v in runs.items()}
+    ratios = [e / f for e, f in zip(runs["elastic 1..8"], runs["fixed 8"], strict=True)]
     idle = idle_cpu(5.0 if args.quick else args.idle)
     print(f"  idle supervisor, 32 elastic workers: {idle:.3f} % of a core", file=sys.stderr)
     result = {
@@ -108,6 +119,8 @@ def main() -> int:
         "growth_s": growth,
         "growth_median_s": statistics.median(growth),
         "drain_s": drains,
+        "drain_rounds_s": runs,
+        "elastic_over_fixed8": ratios,
         "jobs": jobs,
     }
     print(
@@ -119,6 +132,10 @@ def main() -> int:
                     f"{result['growth_median_s']:.2f} s",
                 ],
                 *[[f"drain {jobs} x 100 ms, {k}", f"{v:.2f} s"] for k, v in drains.items()],
+                [
+                    f"elastic / fixed 8, median (worst) of {rounds}",
+                    f"{statistics.median(ratios):.3f} ({max(ratios):.3f})",
+                ],
                 ["idle supervisor CPU, 32 elastic workers", f"{idle:.3f} % of a core"],
             ],
         )

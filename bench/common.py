@@ -235,11 +235,13 @@ def signal_all(pids: Iterable[int], sig: int) -> None:
 class Gearmand:
     """A private gearmand on a free loopback port, one thread, log and pid file in a temp dir."""
 
-    def __init__(self, threads: int | None = 1) -> None:
-        """``threads`` None: gearmand's default thread count (no ``--threads``)."""
+    def __init__(self, threads: int | None = 1, extra: Iterable[str] = ()) -> None:
+        """``threads`` None: gearmand's default thread count (no ``--threads``); ``extra``:
+        more arguments, where ``{dir}`` is the temp dir (e.g. a queue file there)."""
         self.dir = workdir("gearmgr-bench-gearmand-")
         self.port = free_port()
         self.threads = threads
+        self.extra = [arg.format(dir=self.dir) for arg in extra]
         self.proc: subprocess.Popen[bytes] | None = None
         self._admin = Admin(self.address, timeout=5)
 
@@ -262,6 +264,7 @@ class Gearmand:
                 f"--log-file={self.dir / 'gearmand.log'}",
                 f"--pid-file={self.dir / 'gearmand.pid'}",
                 "--verbose=ERROR",
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

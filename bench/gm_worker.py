@@ -2,9 +2,12 @@
 (gearmgr/worker/child.py): the function loaded from a worker file, a scoreboard slot,
 process titles.
 
-    python bench/gm_worker.py HOST:PORT FUNCTION [--profile FILE | --bare]
+    python bench/gm_worker.py HOST:PORT FUNCTION [--profile FILE | --bare] [--fail]
+                              [--records DB]
 
-The worker file is a no-op (``def FUNCTION(job): return None``) written to a temp folder.
+The worker file is a no-op (``def FUNCTION(job): return None``) written to a temp folder;
+with ``--fail`` it raises instead, and ``--records DB`` records each failed job in the SQLite
+file DB (``failed_jobs``), for bench/failed_jobs.py.
 ``--profile FILE`` runs the loop under cProfile and dumps the stats to FILE on SIGTERM.
 ``--bare`` runs it without a scoreboard slot and process titles, to measure what reporting to
 the supervisor costs on the job path.
@@ -12,6 +15,7 @@ the supervisor costs on the job path.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import tempfile
@@ -19,6 +23,11 @@ from pathlib import Path
 
 from gearmgr.discovery import load_handler
 from gearmgr.scoreboard import Scoreboard
+
+try:  # the poison-job list a supervised worker screens its jobs against (issue 14)
+    from gearmgr.failures.quarantine import QuarantineBoard
+except ImportError:  # a package from before it
+    QuarantineBoard = None  # type: ignore[assignment,misc]
 
 try:
     from gearmgr.worker.child import set_title
@@ -35,11 +44,20 @@ def main() -> int:
     bare = "--bare" in sys.argv[3:]
     folder = Path(tempfile.mkdtemp(prefix="gearmgr-bench-worker-"))
     path = folder / f"{function}.py"
-    path.write_text(f"def {function}(job):\n    return None\n")
+    body = "raise ValueError('no')" if "--fail" in sys.argv[3:] else "return None"
+    path.write_text(f"def {function}(job):\n    {body}\n")
     handler = load_handler(function, path)
     path.unlink()
     folder.rmdir()
     scoreboard = None if bare else Scoreboard(capacity=1)
+    extra = {}
+    takes = inspect.signature(Worker).parameters
+    if QuarantineBoard is not None and "quarantine" in takes and not bare:  # as run_child does
+        extra = {"quarantine": QuarantineBoard()}
+    if "--records" in sys.argv[3:]:
+        from gearmgr.failures.store import RecordSettings
+
+        extra["records"] = RecordSettings(sys.argv[sys.argv.index("--records") + 1])
     worker = Worker(
         [address],
         {function: handler},
@@ -48,6 +66,7 @@ def main() -> int:
         parent_pid=os.getppid(),
         title=None if bare else set_title,
         counters=[function],
+        **extra,  # type: ignore[arg-type]
     )
     if profile is None:
         return worker.run()

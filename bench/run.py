@@ -3,7 +3,7 @@
     bench/setup.sh && .venv/bin/python bench/run.py [--quick] [--only throughput,roundtrip,...]
 
 Each benchmark prints its table and writes bench/results/NAME.json; then bench/chart.py draws
-docs/benchmarks-throughput.png. The full suite takes about 6 minutes on a 2-core VM; --quick
+docs/benchmarks-throughput.png. The full suite takes about 8 minutes on a 2-core VM; --quick
 about 2 (its results go to bench/results/quick/, leaving the reported figures alone).
 """
 
@@ -13,6 +13,7 @@ import argparse
 import sys
 import time
 
+import cluster
 import common as cm
 import reload
 import respawn
@@ -26,6 +27,7 @@ SUITE = {
     "respawn": respawn,
     "reload": reload,
     "supervisor_cost": supervisor_cost,
+    "cluster": cluster,
 }
 
 

@@ -15,21 +15,34 @@ Slot layout, in 8-byte words:
     job durations (float, s), then one counter per duration bucket (a job counts in the first
     bucket whose upper bound it does not exceed; longer jobs in none). Prometheus' cumulative
     buckets are summed up by the reader.
+    HAND ...: the job in hand, stored before each job runs: the function's number (its place
+    in the process's function list, plus one) and the handle and unique id (128 bytes each,
+    NUL-padded). The supervisor reads it when a busy process dies: the job that killed it.
+    RECORDED ...: failed-job records this process wrote, by reason; then records it could not
+    write.
 """
 
 from __future__ import annotations
 
 import mmap
+import struct
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 #: Upper bounds (seconds) of the job duration histogram buckets.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FUNC_STRIDE = 3 + len(BUCKETS)
 _FIRST_BOUND, _NBUCKETS = BUCKETS[0], len(BUCKETS)
 MAX_FUNCTION_COUNTERS = 32
-WORDS_PER_SLOT = 16 + FUNC_STRIDE * MAX_FUNCTION_COUNTERS
+HAND = 16 + FUNC_STRIDE * MAX_FUNCTION_COUNTERS
+HAND_BYTES = 128  # of a handle, and of a unique id (gearmand's are at most 64)
+_HAND = struct.Struct(f"<Q{HAND_BYTES}s{HAND_BYTES}s")
+RECORDED = HAND + _HAND.size // 8
+RECORD_REASONS = ("exception", "timeout", "quarantined")
+RECORD_LOST = len(RECORD_REASONS)  # RECORDED + this: records that could not be written
+WORDS_PER_SLOT = RECORDED + len(RECORD_REASONS) + 1
 SLOT_BYTES = WORDS_PER_SLOT * 8
 F_DONE, F_FAILED, F_DURATION, F_BUCKETS = 0, 1, 2, 3
 
@@ -153,6 +166,38 @@ class Scoreboard:
         """The word in which a worker said how a job asked it to exit (describe_job_exit)."""
         return int(self.words[index * WORDS_PER_SLOT + JOB_EXIT])
 
+    def in_hand(self, index: int) -> tuple[int, bytes, bytes] | None:
+        """The job the process of slot ``index`` last started: the function's place in its
+        list, its handle, its unique id. None if it has started none."""
+        number, handle, unique = _HAND.unpack_from(self._map, (index * WORDS_PER_SLOT + HAND) * 8)
+        if not number:
+            return None
+        return number - 1, handle.rstrip(b"\0"), unique.rstrip(b"\0")
+
+    def drop_in_hand(self, index: int) -> None:
+        """Forget the job in hand of slot ``index`` (its process was reaped)."""
+        self.words[index * WORDS_PER_SLOT + HAND] = 0
+
+    def busy_with(self, handle: bytes, unique: bytes, exclude: int) -> int:
+        """How many slots but ``exclude`` show this job busy (its handle and unique id, cut as
+        stored): gearmand gives a job to one live worker at a time, so these are processes
+        that died with it in hand and are not reaped yet. Reads every slot: for suspects only."""
+        handle, unique = handle[:HAND_BYTES], unique[:HAND_BYTES]
+        w, found = self.words, 0
+        for index in range(self.capacity):
+            b = index * WORDS_PER_SLOT
+            if index == exclude or w[b + STATE] != BUSY or not w[b + HAND]:
+                continue
+            _, h, u = _HAND.unpack_from(self._map, (b + HAND) * 8)
+            if h.rstrip(b"\0") == handle and u.rstrip(b"\0") == unique:
+                found += 1
+        return found
+
+    def recorded(self, index: int) -> tuple[int, ...]:
+        """Records written by the process of slot ``index``, by RECORD_REASONS, then lost."""
+        b = index * WORDS_PER_SLOT + RECORDED
+        return tuple(self.words[b : b + RECORD_LOST + 1])
+
     def writer(self, index: int, functions: Sequence[str]) -> SlotWriter:
         """The writer a worker process uses for slot ``index``; ``functions`` in counter order."""
         return SlotWriter(self, index, functions)
@@ -213,8 +258,10 @@ class SlotWriter:
         "failed",
         "floats",
         "functions",
+        "hand",
         "job_exit",
         "pid",
+        "recorded",
         "rss",
         "servers",
         "started_at",
@@ -235,12 +282,20 @@ class SlotWriter:
         self.exit_reason = base + EXIT_REASON
         self.servers = base + SERVERS_CONNECTED
         self.job_exit = base + JOB_EXIT
+        self.recorded = base + RECORDED  # + an index of RECORD_REASONS, or RECORD_LOST
+        self.hand = board._map, (base + HAND) * 8
         #: function -> the first word of its counters (the first MAX_FUNCTION_COUNTERS only)
         self.functions = {
             name: base + FUNC_BASE + FUNC_STRIDE * i
             for i, name in enumerate(functions)
             if i < MAX_FUNCTION_COUNTERS
         }
+
+    def in_hand(self, number: int) -> Callable[[bytes, bytes], None]:
+        """The store that publishes the job in hand, for the function at place ``number`` of
+        the process's list: ``store(handle, unique)``, one C call with no allocation (a
+        handle or unique id longer than HAND_BYTES is cut)."""
+        return partial(_HAND.pack_into, *self.hand, number + 1)
 
     def start(self, pid: int, started_at: float, rss: int) -> None:
         w = self.words

@@ -30,7 +30,7 @@ DURATION_HINT = 'a duration like "30s" or "250ms"'
 SIZE_HINT = 'a size like "256MiB"'
 
 # Multipliers in seconds. "ms" divides instead (see _scale) so that "250ms" is exactly 0.25.
-_DURATION_UNITS: dict[str, int] = {"ms": 1000, "s": 1, "m": 60, "h": 3600}
+_DURATION_UNITS: dict[str, int] = {"ms": 1000, "s": 1, "m": 60, "h": 3600, "d": 86400}
 # Binary units only: "MB" is ambiguous (10**6 or 2**20), so it is refused rather than guessed.
 _SIZE_UNITS: dict[str, int] = {
     "b": 1,
@@ -46,8 +46,8 @@ _UNPRINTABLE = re.compile("[\x7f-\x9f\ud800-\udfff]")
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _NUMBER_UNIT = re.compile(rf"\s*{_NUMBER}\s*([A-Za-z]*)\s*")
 # "1h30m", "1m30s", "250ms": one or more NUMBER UNIT parts, largest first by convention.
-_DURATION_PART = re.compile(rf"{_NUMBER}\s*(ms|s|m|h)\s*", re.IGNORECASE)
-_DURATION = re.compile(rf"\s*(?:{_NUMBER}\s*(?:ms|s|m|h)\s*)+", re.IGNORECASE)
+_DURATION_PART = re.compile(rf"{_NUMBER}\s*(ms|s|m|h|d)\s*", re.IGNORECASE)
+_DURATION = re.compile(rf"\s*(?:{_NUMBER}\s*(?:ms|s|m|h|d)\s*)+", re.IGNORECASE)
 
 
 def show_value(value: object) -> str:
@@ -85,7 +85,7 @@ def _split(value: str) -> tuple[str, str] | None:
 
 
 def parse_duration(value: object) -> float:
-    """A duration in seconds from a number of seconds or a string such as ``"250ms"``, ``"5m"``.
+    """A duration in seconds from a number of seconds or a string such as ``"250ms"``, ``"7d"``.
 
     A string may join parts (``"1h30m"``, ``"1m30s"``); a bare number in a string (``"30"``) is
     seconds. Negative, infinite and NaN values are refused, and so is anything longer than

@@ -87,10 +87,17 @@ def function_status(port: int) -> dict[str, tuple[int, int, int]]:
 class Gearmand:
     """A real gearmand (Debian's gearman-job-server) on a free loopback port."""
 
-    def __init__(self, workdir: Path, port: int | None = None, queue_db: Path | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        queue_db: Path | None = None,
+        handle_prefix: str | None = None,
+    ):
         self.workdir = workdir
         self.port = port or free_port()
         self.queue_db = queue_db
+        self.handle_prefix = handle_prefix  # handles "<prefix>:N" instead of "H:<host>:N"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / f"gearmand-{self.port}.log"
 
@@ -112,6 +119,8 @@ class Gearmand:
         ]
         if self.queue_db:
             args += ["-q", "libsqlite3", f"--libsqlite3-db={self.queue_db}"]
+        if self.handle_prefix:
+            args.append(f"--job-handle-prefix={self.handle_prefix}")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self._answers, timeout=10, what=f"gearmand on port {self.port}")
         return self
@@ -141,6 +150,16 @@ class Gearmand:
         return admin(self.port, "workers")
 
 
+def unique_homed_at(server: str, servers: list[str], prefix: str = "u") -> str:
+    """A unique id that the client's hashing sends to ``server`` while all ``servers`` answer."""
+    from gearmgr.wire.rendezvous import Rendezvous
+
+    ring = Rendezvous(servers)
+    return next(
+        f"{prefix}{i}" for i in range(10_000) if ring.home(f"{prefix}{i}".encode()) == server
+    )
+
+
 def gearman_cli(
     port: int, *args: str, input: bytes | None = None, timeout: float = 20.0
 ) -> subprocess.CompletedProcess[bytes]:
@@ -158,7 +177,14 @@ def gearman_cli(
 class RunningSupervisor:
     """``gearmgr run`` as a real subprocess with a config written into a temp folder."""
 
-    def __init__(self, workdir: Path, config: dict, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict,
+        env: dict[str, str] | None = None,
+        wrapper: list[str] | None = None,
+    ) -> None:
+        """``wrapper``: a command prefix, e.g. ``ip netns exec NS`` (it must exec the rest)."""
         import yaml
 
         self.workdir = workdir
@@ -168,13 +194,23 @@ class RunningSupervisor:
         self.log_path = workdir / "supervisor.log"
         self.env = {**os.environ, "GEARMGR_ALLOW_ROOT": "1", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.wrapper = wrapper or []
 
     def start(self) -> RunningSupervisor:
         import sys
 
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in wait()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gearmgr", "run", "-c", str(self.config_path), "-v"],
+            [
+                *self.wrapper,
+                sys.executable,
+                "-m",
+                "gearmgr",
+                "run",
+                "-c",
+                str(self.config_path),
+                "-v",
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,

@@ -105,3 +105,66 @@ def test_while_nothing_waits_an_answer_is_read_by_the_next_tick_not_by_a_wakeup(
     server.close()
     conn.close()
     r.reader.close()
+
+
+def test_under_pressure_the_answer_wakes_the_loop_and_every_answer_vouches_for_its_server() -> None:
+    server = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    heard: list[tuple[str, float]] = []
+    pressure = [False]
+    selector = selectors.DefaultSelector()
+    reader = BacklogReader(
+        (address,),
+        numeric,
+        pressure=lambda: pressure[0],
+        answered=lambda a, now: heard.append((a, now)),
+    )
+    reader.attach(selector)
+    state = reader._servers[address]
+
+    def turn() -> None:
+        for key, _ in selector.select(0.01):
+            key.data.ready(key.fileobj)
+        reader.tick(time.monotonic())
+
+    turn()
+    conn, _ = server.accept()
+    conn.settimeout(5)
+    wait_for(lambda: (turn(), state.asking)[1], what="asked")
+    assert conn.recv(100) == b"status\n" and not state.watched  # idle: read by the next tick
+    conn.sendall(b"resize\t0\t0\t1\n.\n")
+    state.next_ask = 0.0
+    wait_for(lambda: (turn(), len(heard) == 1)[1], what="read by a tick")
+    assert heard[0][0] == address
+    pressure[0] = True  # every process of an elastic pool is busy: a backlog is likely
+    wait_for(lambda: (turn(), state.asking)[1], what="asked again")
+    assert conn.recv(100) == b"status\n" and state.watched  # the answer wakes the loop
+    conn.sendall(b"resize\t4\t1\t1\n.\n")
+    assert selector.select(5.0)  # the selector reports it: no waiting for the next tick
+    turn()
+    assert len(heard) == 2 and reader.waiting("resize", time.monotonic()) == 3
+    server.close()
+    conn.close()
+    reader.close()
+
+
+def test_a_server_vouched_for_by_the_backlog_reader_is_not_checked_on_its_own() -> None:
+    from gearmgr.supervisor.probe import ServerProbe
+
+    server = socket.create_server(("127.0.0.1", 0))
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    reports: list[tuple[str, bool]] = []
+    probe = ServerProbe((address,), lambda a, up: reports.append((a, up)), interval=5.0)
+    selector = selectors.DefaultSelector()
+    probe.attach(selector)
+    probe.vouch(address, 100.0)
+    assert reports == [(address, True)]  # an answer elsewhere says it is up
+    assert probe.next_wake() == 105.0  # no round before the vouch is old
+    probe.tick(101.0)
+    assert not probe._queries  # nothing connected
+    probe.vouch(address, 104.0)
+    assert probe.next_wake() == 109.0
+    probe.tick(109.0)  # nobody vouched for five seconds: the probe checks it itself
+    assert probe._queries
+    probe.close()
+    server.close()

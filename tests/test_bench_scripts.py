@@ -17,6 +17,8 @@ SCRIPTS = [
     "reload",
     "supervisor_cost",
     "autoscale",
+    "cluster",
+    "failed_jobs",
     "top_cost",
 ]
 

@@ -33,7 +33,7 @@ from gearmgr.wire.client import (
 )
 from gearmgr.wire.protocol import Decoder, Packet, encode
 from gearmgr.wire.protocol import PacketType as T
-from tests.support import Gearmand, admin, free_port, wait_for
+from tests.support import Gearmand, admin, free_port, unique_homed_at, wait_for
 
 FUNCTIONS = ("reverse", "echo", "fail", "exception", "progress", "slow", "unique")
 
@@ -446,9 +446,10 @@ def test_losing_the_server_during_a_job_raises_without_resubmitting(
 
         killer = threading.Thread(target=kill_when_running)
         killer.start()
-        with Client([gearmand.address, spare.address], timeout=20) as c:
+        servers = [gearmand.address, spare.address]
+        with Client(servers, timeout=20) as c:
             with pytest.raises(GearmanError, match="connection lost") as info:
-                c.submit("slow", b"x")
+                c.submit("slow", b"x", unique=unique_homed_at(gearmand.address, servers))
             assert not isinstance(info.value, JobTimeout | JobFailed | ServerUnavailable)
         killer.join(10)
         assert spare.status() == {}

@@ -121,6 +121,12 @@ VALID: list[tuple[str, str, Any]] = [
     ("control_socket", "/run/gearmgr.sock", Path("/run/gearmgr.sock")),
     ("worker_dirs", "[/srv/a, /srv/b]", (Path("/srv/a"), Path("/srv/b"))),
     ("worker_dirs", "/srv/a,b", (Path("/srv/a,b"),)),
+    ("failed_jobs", "/var/lib/gearmgr/failed.db", Path("/var/lib/gearmgr/failed.db")),
+    ("failed_jobs", "none", None),
+    ("failed_jobs", "null", None),
+    ("failed_jobs_keep", "7d", 7 * 86400.0),
+    ("failed_jobs_keep", "1d12h", 36 * 3600.0),
+    ("failed_jobs_max", "500", 500),
 ]
 
 VALID_FUNCTION: list[tuple[str, str, Any]] = [
@@ -140,6 +146,8 @@ VALID_FUNCTION: list[tuple[str, str, Any]] = [
     ("timeout", "250ms", 0.25),
     ("timeout", "1h30m", 5400.0),
     ("graceful_timeout", "2m", 120.0),
+    ("poison_after", "5", 5),
+    ("poison_after", "0", 0),
 ]
 
 
@@ -195,7 +203,7 @@ INVALID: list[tuple[str, str, str]] = [
     ("max_memory", "256MB", 'expected a size like "256MiB", got "256MB"'),
     ("timeout", "soon", 'expected a duration like "30s" or "250ms", got "soon"'),
     ("graceful_timeout", "[30]", 'expected a duration like "30s" or "250ms", got [30]'),
-    ("spawn_delay", "1d", 'expected a duration like "30s" or "250ms", got "1d"'),
+    ("spawn_delay", "1w", 'expected a duration like "30s" or "250ms", got "1w"'),
     ("auto_reload", "1", "expected true or false, got 1"),
     ("control_socket", "null", "expected a path, got null"),
     ("pid_file", '""', 'expected a path, got ""'),
@@ -205,6 +213,10 @@ INVALID: list[tuple[str, str, str]] = [
     ("log_level", "verbose", 'expected one of "debug", "info", "warning", "error", got "verbose"'),
     ("metrics", "9464", 'expected "HOST:PORT", got 9464'),
     ("metrics", '"localhost"', 'expected "HOST:PORT", got "localhost"'),
+    ("failed_jobs", "5", "expected a path, got 5"),
+    ("failed_jobs_keep", "30d", 'expected a duration of at most 576h (24 days), got "30d"'),
+    ("failed_jobs_max", "0", "expected a whole number >= 1, got 0"),
+    ("poison_after", "-1", "expected a whole number >= 0, got -1"),
 ]
 
 

@@ -7,6 +7,7 @@ import socket
 import time
 
 from gearmgr.ops.listener import Listener
+from tests.support import free_port
 
 
 class Echo(Listener):
@@ -90,3 +91,32 @@ def test_a_silent_client_is_dropped_after_the_request_timeout(monkeypatch):
     assert client.recv(10) == b""  # closed without an answer
     client.close()
     listener.close()
+
+
+def test_metrics_scraped_in_a_loop_are_rendered_at_most_once_a_quarter_second():
+    from gearmgr.ops.metrics import RENDER_EVERY, MetricsServer
+
+    renders = []
+
+    class Collector:
+        def collect(self):
+            from prometheus_client.core import GaugeMetricFamily
+
+            renders.append(1)
+            yield GaugeMetricFamily("gearmgr_test", "a test", value=len(renders))
+
+    clock = [100.0]
+    address = f"127.0.0.1:{free_port()}"
+    server = MetricsServer(address, Collector(), clock=lambda: clock[0])  # type: ignore[arg-type]
+    try:
+        get = b"GET /metrics HTTP/1.0\r\n\r\n"
+        first = server.answer(get, None)  # type: ignore[arg-type]
+        assert b"200 OK" in first and b"gearmgr_test 1.0" in first
+        for _ in range(1000):  # a client scraping in a loop
+            assert server.answer(get, None) is first  # type: ignore[arg-type]
+        assert len(renders) == 1
+        clock[0] += RENDER_EVERY
+        assert b"gearmgr_test 2.0" in server.answer(get, None)  # type: ignore[arg-type]
+        assert len(renders) == 2
+    finally:
+        server.close()

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from gearmgr.supervisor.scaling import TICK, Bounds, Decision, History, decide
+from gearmgr.supervisor.scaling import GROW_BURST, TICK, Bounds, Decision, History, decide
 
 ROOM = 1000
 
@@ -24,8 +24,11 @@ def run(size: int, bounds: Bounds, waiting: int, ticks: int, start: float = 0.0)
     return sizes
 
 
-def test_growth_doubles_per_tick_up_to_the_ceiling() -> None:
-    assert run(1, Bounds(1, 8), waiting=100, ticks=5) == [2, 4, 8, 8, 8]
+def test_growth_adds_a_burst_or_doubles_per_tick_up_to_the_ceiling() -> None:
+    assert GROW_BURST == 8
+    assert run(1, Bounds(1, 8), waiting=100, ticks=3) == [8, 8, 8]
+    assert run(1, Bounds(1, 100), waiting=1000, ticks=6) == [9, 18, 36, 72, 100, 100]
+    assert run(1, Bounds(1, 100), waiting=3, ticks=3) == [4, 4, 4]  # the backlog's aim
 
 
 def test_the_ceiling_of_the_process_cap_is_reached_within_five_seconds() -> None:

@@ -3,13 +3,15 @@ it: no supervisor, no fork, no socket; a scoreboard in memory."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from gearmgr import scoreboard as sb
 from gearmgr.config import config_from_dict
 from gearmgr.ops.metrics import SupervisorCollector
 from gearmgr.ops.status import build_status, format_status, summary
 from gearmgr.supervisor.lifecycle import ExitReason, Slot
 from gearmgr.supervisor.plan import make_plan
-from gearmgr.supervisor.snapshot import Snapshot, take_snapshot
+from gearmgr.supervisor.snapshot import FailureStats, Snapshot, take_snapshot
 
 
 def snap_of(board: sb.Scoreboard, slots: list[Slot], **kw) -> Snapshot:
@@ -73,6 +75,8 @@ def test_status_and_its_table_read_the_snapshot_alone():
         "jobs_failed": 1,
         "restarts": {"max_jobs": 2},
         "removed": False,
+        "deaths": 0,
+        "quarantined": 0,
     }
     assert status["functions"]["gone"]["removed"]
     assert status["servers"] == [{"address": "127.0.0.1:4730", "connected": True}]
@@ -88,3 +92,33 @@ def test_metrics_collect_from_a_snapshot_callable():
     assert jobs[("a", "complete")] == 8
     workers = {tuple(s.labels.values()): s.value for s in families["gearmgr_workers"].samples}
     assert workers[("a", "busy")] == 1 and workers[("b", "idle")] == 0
+
+
+def test_failed_jobs_in_status_and_metrics():
+    board = sb.Scoreboard(4)
+    failures = FailureStats(
+        recorded={"exception": 2, "timeout": 1, "quarantined": 1, "lost": 0},
+        deaths={"a": 3},
+        quarantined={"a": 1},
+        in_quarantine=1,
+        database="/srv/failed.db",
+    )
+    snap = dataclasses.replace(snap_of(board, slots_for(board)), failures=failures)
+    status = build_status(snap)
+    assert status["functions"]["a"]["quarantined"] == 1
+    assert status["functions"]["a"]["deaths"] == 3
+    assert status["failed_jobs"]["recorded"]["exception"] == 2
+    assert status["failed_jobs"]["quarantined"] == 1
+    assert (
+        "failed jobs: 4 recorded (exception 2, timeout 1, quarantined 1); 3 deaths during jobs,"
+        " 1 quarantined (`gearmgr failed` lists them)"
+    ) in format_status(status)
+    families = {f.name: f for f in SupervisorCollector(lambda: snap).collect()}  # type: ignore[attr-defined]
+    quarantined = {
+        s.labels["function"]: s.value for s in families["gearmgr_jobs_quarantined"].samples
+    }
+    assert quarantined["a"] == 1 and quarantined["b"] == 0
+    recorded = {
+        s.labels["reason"]: s.value for s in families["gearmgr_failed_jobs_recorded"].samples
+    }
+    assert recorded == {"exception": 2, "timeout": 1, "quarantined": 1, "lost": 0}

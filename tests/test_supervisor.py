@@ -193,6 +193,8 @@ def test_status_json_shape(supervisor_factory, gearmand: Gearmand, tmp_path: Pat
         "min": 1,
         "max": 1,
         "paused": False,
+        "deaths": 0,
+        "quarantined": 0,
     }
     assert all(0 < p["uss"] < p["rss"] for p in status["processes"])
     table = subprocess.run(

@@ -134,7 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_control)
 
-    from gearmgr.cli import import_ini, submit
+    from gearmgr.cli import failed, import_ini, submit
+
+    failed.add_parser(sub, common)
 
     p = sub.add_parser("submit", parents=[common], help="submit a job and print its result")
     submit.add_arguments(p)

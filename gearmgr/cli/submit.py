@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         type=server,
         action="append",
-        help="job server; repeat for failover, tried in order (default: the config's servers, "
+        help="job server; repeat for several: each job goes to one, chosen by its unique id, "
+        "the next one when it is down (default: the config's servers, "
         f"with -c FILE, $GEARMGR_CONFIG or ./gearmgr.yaml; else {DEFAULT_SERVER})",
     )
     parser.add_argument(

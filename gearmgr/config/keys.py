@@ -18,9 +18,11 @@ from gearmgr.config.values import (
     metrics,
     names,
     optional,
+    optional_path,
     path,
     paths,
     per_process,
+    records,
     servers,
     text,
 )
@@ -119,6 +121,9 @@ KEYS: tuple[Key, ...] = (
     _function_key("graceful_timeout", parse_duration, 30.0, type="duration", unit="duration",
         gm_name="graceful_shutdown_wait_time",
         help="how long a stopping process may take to finish its current job before SIGKILL"),
+    _function_key("poison_after", jobs, 3, type="int >= 0",
+        help="a job whose run has killed this many processes is quarantined: the next process"
+        " that gets it fails it at once (`0` = never)"),
     Key("spawn_delay", parse_duration, 0.0, type="duration", unit="duration",
         gm_name="worker_initial_spawn_splay",
         help="pause between starting processes at start-up"),
@@ -140,6 +145,13 @@ KEYS: tuple[Key, ...] = (
         help="`debug`, `info`, `warning` or `error`"),
     Key("metrics", optional(metrics), None, type='"HOST:PORT"',
         help="serve Prometheus metrics over HTTP on this address"),
+    Key("failed_jobs", optional_path, Path("gearmgr-failed.db"), type="path or `none`",
+        is_path=True, shown_default="`gearmgr-failed.db` beside the config",
+        help="the SQLite file where every failed job is recorded; `none` turns recording off"),
+    Key("failed_jobs_keep", parse_duration, 7 * 86400.0, type="duration", unit="duration",
+        shown_default="`7d`", help="failed-job records older than this are deleted"),
+    Key("failed_jobs_max", records, 100_000, type="int >= 1",
+        help="at most this many failed-job records are kept (oldest deleted first)"),
 )
 # fmt: on
 KEY: dict[str, Key] = {key.name: key for key in KEYS}

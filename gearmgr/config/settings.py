@@ -29,6 +29,7 @@ class FunctionSettings:
     max_memory: int = 0  # bytes
     timeout: float = 0.0  # seconds
     graceful_timeout: float = 30.0  # seconds
+    poison_after: int = 3  # deaths of one job before it is quarantined (0 = never)
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,9 @@ class Config:
     log_file: str | None = None
     log_level: str = "info"
     metrics: str | None = None
+    failed_jobs: Path | None = Path("gearmgr-failed.db")  # None: recording off
+    failed_jobs_keep: float = 7 * 86400.0  # seconds
+    failed_jobs_max: int = 100_000
     defaults: FunctionSettings = field(default_factory=FunctionSettings)
     functions: dict[str, FunctionSettings] = field(default_factory=dict)
 

@@ -120,6 +120,20 @@ def log_level(value: object) -> str:
     raise expected("one of " + ", ".join(f'"{level}"' for level in LOG_LEVELS), value)
 
 
+def optional_path(value: object) -> Path | None:
+    """A path, or ``none`` (or null) for "off"."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    return path(value)
+
+
+def records(value: object) -> int:
+    """How many failed-job records to keep: at least 1."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        raise expected("a whole number >= 1", value)
+    return whole(value, MAX_JOBS)
+
+
 def optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
     """``parse`` that also accepts null (None), for keys whose default is "none"."""
 

@@ -6,12 +6,17 @@ socket is one more non-blocking listener in the supervisor's selector, answered 
 ``generate_latest`` over a collector that reads the scoreboard at scrape time. Workers count
 jobs and durations in their scoreboard slots; the supervisor adds the counters of processes
 that have exited, so the totals survive recycling.
+
+A page is rendered at most once every :data:`RENDER_EVERY` seconds: scrapes within that time
+get the same page, so a client that scrapes in a loop (or many at once) costs the supervisor
+one rendering a quarter second, not one per request.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,6 +33,8 @@ from gearmgr.supervisor.snapshot import Snapshot
 from gearmgr.units import parse_address
 
 log = logging.getLogger("gearmgr.metrics")
+
+RENDER_EVERY = 0.25  # seconds: the longest a page is served again instead of rendered anew
 
 
 class SupervisorCollector:
@@ -110,6 +117,7 @@ class SupervisorCollector:
         yield queued
         yield target
         yield paused
+        yield from _failure_metrics(snap)
         yield GaugeMetricFamily(
             "gearmgr_uptime_seconds",
             "Seconds since the supervisor started",
@@ -117,10 +125,45 @@ class SupervisorCollector:
         )
 
 
+def _failure_metrics(snap: Snapshot) -> Iterator[object]:
+    failures = snap.failures
+    quarantined = CounterMetricFamily(
+        "gearmgr_jobs_quarantined",
+        "Jobs quarantined after killing poison_after worker processes, by function",
+        labels=["function"],
+    )
+    deaths = CounterMetricFamily(
+        "gearmgr_job_deaths",
+        "Worker processes that died running a job, by the job's function",
+        labels=["function"],
+    )
+    for name in sorted(set(snap.function_stats) | set(failures.deaths)):
+        quarantined.add_metric([name], failures.quarantined.get(name, 0))
+        deaths.add_metric([name], failures.deaths.get(name, 0))
+    yield quarantined
+    yield deaths
+    recorded = CounterMetricFamily(
+        "gearmgr_failed_jobs_recorded",
+        "Failed jobs recorded in the failed_jobs file, by reason ('lost': could not be written)",
+        labels=["reason"],
+    )
+    for reason, n in failures.recorded.items():
+        recorded.add_metric([reason], n)
+    yield recorded
+
+
 class MetricsServer(Listener):
     """A minimal HTTP/1.0 endpoint: every GET answers the metrics, then closes."""
 
-    def __init__(self, address: str, collector: SupervisorCollector) -> None:
+    def __init__(
+        self,
+        address: str,
+        collector: SupervisorCollector,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.clock = clock
+        self._page = b""
+        self._rendered_at = -RENDER_EVERY
         host, port = parse_address(address, default_port=9090)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(collector)  # type: ignore[arg-type]
@@ -146,8 +189,11 @@ class MetricsServer(Listener):
         line = data.split(b"\n", 1)[0][:1024].decode("latin-1").split()
         if len(line) < 2 or line[0] != "GET":
             return _http("405 Method Not Allowed", b"only GET /metrics\n")
-        body = generate_latest(self.registry)
-        return _http("200 OK", body, CONTENT_TYPE_LATEST)
+        now = self.clock()
+        if not self._page or now - self._rendered_at >= RENDER_EVERY:
+            self._page = _http("200 OK", generate_latest(self.registry), CONTENT_TYPE_LATEST)
+            self._rendered_at = now
+        return self._page
 
     def error_answer(self, message: str) -> bytes:
         return _http("500 Internal Server Error", message.encode() + b"\n")

@@ -93,6 +93,10 @@ def build_status(snap: Snapshot) -> dict[str, Any]:
                 max=pool.max,
                 paused=pool.paused,
             )
+    failures = snap.failures
+    for name in functions:
+        functions[name]["deaths"] = failures.deaths.get(name, 0)
+        functions[name]["quarantined"] = failures.quarantined.get(name, 0)
     procs = processes(snap, memory=True)
     for proc in procs:
         for name in proc["functions"]:
@@ -110,6 +114,13 @@ def build_status(snap: Snapshot) -> dict[str, Any]:
         "functions": functions,
         "restarts": restarts,
         "stopping": snap.stopping,
+        "failed_jobs": {
+            "database": failures.database,
+            "recorded": dict(failures.recorded),
+            "deaths": sum(failures.deaths.values()),
+            "quarantined": sum(failures.quarantined.values()),
+            "in_quarantine": failures.in_quarantine,
+        },
     }
 
 
@@ -164,7 +175,25 @@ def format_status(status: dict[str, Any]) -> str:
     if shared:  # the count processes, which serve every function: their own line
         restarts = ", ".join(f"{r}={n}" for r, n in sorted(shared.items()))
         lines.append(f"{'(shared: ' + SHARED + ')':<24} {'':>5} {'':>9} {'':>7}  {restarts}")
+    failed = status.get("failed_jobs")
+    if failed:
+        lines += ["", _failed_line(failed)]
     return "\n".join(lines)
+
+
+def _failed_line(failed: dict[str, Any]) -> str:
+    """``failed jobs: 3 recorded (exception 2, timeout 1); 4 deaths in jobs, 1 quarantined``."""
+    recorded = failed.get("recorded", {})
+    kinds = ", ".join(f"{k} {n}" for k, n in recorded.items() if n and k != "lost")
+    total = sum(n for k, n in recorded.items() if k != "lost")
+    text = f"failed jobs: {total} recorded" + (f" ({kinds})" if kinds else "")
+    if recorded.get("lost"):
+        text += f", {recorded['lost']} NOT recorded (see the log)"
+    text += f"; {plural(failed.get('deaths', 0), 'death')} during jobs"
+    text += f", {failed.get('quarantined', 0)} quarantined"
+    if not failed.get("database"):
+        return text + " (recording is off: failed_jobs: none)"
+    return text + (" (`gearmgr failed` lists them)" if total else "")
 
 
 def _count(value: int | None) -> str:

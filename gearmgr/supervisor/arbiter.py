@@ -23,6 +23,7 @@ from collections import deque
 from gearmgr import scoreboard as sb
 from gearmgr.config import Config
 from gearmgr.errors import ExitCode, FatalError, exception_text
+from gearmgr.failures.quarantine import QuarantineBoard
 from gearmgr.logs import reopen_log_file, setup_logging
 from gearmgr.ops.control import ControlServer
 from gearmgr.ops.listener import Listener
@@ -36,6 +37,7 @@ from gearmgr.supervisor.elastic import Elastic, Steering
 from gearmgr.supervisor.embedded import EmbeddedServer
 from gearmgr.supervisor.lifecycle import Lifecycle, ProcessState, Slot
 from gearmgr.supervisor.plan import worker_spec
+from gearmgr.supervisor.poison import PoisonWatch, record_settings
 from gearmgr.supervisor.pool import Action, Kill, Observation, Pool, Release, Spawn, Stop
 from gearmgr.supervisor.probe import ServerProbe
 from gearmgr.supervisor.reaping import Reaping
@@ -73,6 +75,7 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
         self.allow_root = allow_root
         self.catalog = Catalog()
         self.scoreboard = sb.Scoreboard()
+        self.poison = PoisonWatch(self.scoreboard, QuarantineBoard())
         self.pool = Pool(self.scoreboard.capacity, config.spawn_delay)
         self.reloads: ReloadSequence[Scan] = ReloadSequence()
         self._signals: deque[int] = deque()
@@ -99,7 +102,12 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
             in_child=self._in_validation_child,
         )
         self.servers_up: dict[str, bool] = {}
-        self.backlog = BacklogReader(config.servers, self.probe.resolved)
+        self.backlog = BacklogReader(
+            config.servers,
+            self.probe.resolved,
+            pressure=self._under_pressure,
+            answered=self.probe.vouch,
+        )
         self.steering = Steering()
         self.top_feed = TopFeed()  # what `gearmgr top` compares its refreshes with
 
@@ -265,13 +273,19 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
         if len(spec.functions) > 1:  # a shared process leaves out files known to be broken
             files = {n: p for n, p in files.items() if n not in self.catalog.broken}
         self.scoreboard.starting(slot.index)
-        wspec = worker_spec(spec, files, self.config.servers, slot.index)
+        wspec = worker_spec(
+            spec,
+            files,
+            self.config.servers,
+            slot.index,
+            records=record_settings(self.config),
+        )
         self.loaded[slot.index] = list(wspec.functions)
 
         def run() -> int:
             from gearmgr.worker.child import run_child
 
-            return run_child(wspec, self.scoreboard, self.pid)
+            return run_child(wspec, self.scoreboard, self.pid, self.poison.board)
 
         try:
             pid = fork(run, what=f"worker {spec.key}", in_child=self._in_child)

@@ -11,7 +11,12 @@ are; host names through the job-server check's resolver (``ServerProbe.resolved`
 
 While no job waits anywhere, an answer does not wake the loop: it is read by the next turn,
 the one that asks again a second later (so an idle supervisor turns no more often for it); once
-jobs wait, answers are read as they arrive.
+jobs wait, answers are read as they arrive. So are the answers to a question asked while
+``pressure()`` says a backlog is likely (an elastic pool has every process busy): a backlog is
+then seen a second sooner, and an idle supervisor still wakes once a second.
+
+Each answer vouches that its server is up (``answered(address, now)``): the job-server check
+(``probe.py``) need not connect to a server the reader hears from.
 
 ``waiting(name)`` is the jobs of ``name`` queued and not running, summed over the servers
 with a fresh reading; None when no server has one (the pools then hold their size).
@@ -70,9 +75,14 @@ class BacklogReader:
         servers: tuple[str, ...],
         resolve: Callable[[str], AddressInfo | None],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        pressure: Callable[[], bool] = lambda: False,
+        answered: Callable[[str, float], None] = lambda address, now: None,
     ) -> None:
         self.resolve = resolve
         self.clock = clock
+        self.pressure = pressure
+        self.answered = answered
         self._selector: selectors.BaseSelector | None = None
         self._servers: dict[str, _Server] = {}
         self._by_fd: dict[int, _Server] = {}
@@ -199,6 +209,7 @@ class BacklogReader:
         # after the last question, when the loop's own tick reads the answer and asks again.
         server.next_ask = now + INTERVAL if server.eager else server.asked_at + INTERVAL
         server.eager = any(row.total > row.running for row in rows)
+        self.answered(server.address, now)
 
     def close(self) -> None:
         for server in self._servers.values():
@@ -250,7 +261,8 @@ class BacklogReader:
         server.decoder = AdminDecoder(expect_list=True)
         server.size = 0
         server.deadline = now + TIMEOUT
-        self._watch(server, selectors.EVENT_READ if server.eager else None)
+        eager = server.eager or self.pressure()
+        self._watch(server, selectors.EVENT_READ if eager else None)
 
     def _watch(self, server: _Server, events: int | None) -> None:
         """Put the socket in the selector for ``events``, or take it out (None): while no job

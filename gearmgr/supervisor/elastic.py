@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gearmgr import scoreboard as sb
 from gearmgr.config import Config
 from gearmgr.errors import FatalError
 from gearmgr.supervisor.backlog import BacklogReader
@@ -60,6 +61,7 @@ class Elastic:
     pool: Pool
     catalog: Catalog
     backlog: BacklogReader
+    scoreboard: sb.Scoreboard
     steering: Steering
     stopping: bool
     _execute: Callable[[list[Action]], None]
@@ -112,6 +114,23 @@ class Elastic:
             if self.backlog.waiting(name, now) or size != self._bounds(config, name).floor:
                 return max(now, self.steering.next_decision)
         return float("inf")
+
+    def _under_pressure(self) -> bool:
+        """A backlog is likely: an elastic pool below its ceiling has every process busy. Asked
+        when the backlog reader asks its servers, so that their answer is read as it arrives
+        rather than a second later; stops at the first idle process, so an idle supervisor
+        pays one scoreboard glance a pool."""
+        config = self._steered()
+        glance = self.scoreboard.glance
+        for name in self._sized(config):
+            slots = self.pool.dedicated(name)
+            if not config.elastic(name) or not slots:
+                continue
+            if len(slots) < self._bounds(config, name).ceiling and all(
+                s.pid and glance(s.index)[0] == "busy" for s in slots
+            ):
+                return True
+        return False
 
     def _autoscale(self, now: float, seen: Mapping[int, Observation]) -> list[Action]:
         if now < self.steering.next_decision:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gearmgr.config import Config, FunctionSettings
+from gearmgr.failures.store import RecordSettings
 from gearmgr.worker.spec import WorkerSpec
 
 SHARED = "all"
@@ -114,6 +115,7 @@ def worker_spec(
     servers: tuple[str, ...],
     slot: int,
     jitter: Callable[[float, float], float] = random.uniform,
+    records: RecordSettings | None = None,
 ) -> WorkerSpec:
     """The whole of what the process that fills ``spec`` runs: ``files`` are the worker files
     it is to load (the functions whose file is known broken already left out); the lifetime's
@@ -131,4 +133,5 @@ def worker_spec(
         max_lifetime=lifetime,
         max_memory=limits.max_memory,
         slot=slot,
+        records=records,
     )

@@ -5,6 +5,9 @@ selector; it is up if it answers the admin ``version`` command within ``timeout`
 that accepts and never answers, or a thousand of them, costs the loop nothing but a few
 ``select`` events: connect, send and receive are each done only when the selector says they
 can be, and a query that overstays its deadline is closed by :meth:`ServerProbe.tick`.
+A server that another connection heard from (the backlog reader's ``status`` answers, see
+:meth:`ServerProbe.vouch`) is up without a check of its own until ``interval`` has passed
+since: an idle supervisor then wakes once a second for the backlog and for nothing else.
 
 Host names are resolved in a throwaway fork that writes the addresses to a pipe (a resolver
 can block for seconds, and the supervisor must not run threads: a lock held by another thread
@@ -82,6 +85,7 @@ class ServerProbe:
         self._resolving: _Resolving | None = None
         self._resolved_at = -RESOLVE_EVERY
         self._addrs: dict[str, tuple[int, tuple[object, ...]] | None] = {}
+        self._vouched: dict[str, float] = {}  # when another connection last heard a server
         self.servers: tuple[str, ...] = ()
         self._names: list[str] = []
         self.configure(servers)
@@ -92,6 +96,7 @@ class ServerProbe:
             return
         self.servers = servers
         self._addrs = {}
+        self._vouched = {}
         for address in servers:
             host, port = parse_address(address)
             self._addrs[address] = _numeric(host, port)
@@ -106,8 +111,29 @@ class ServerProbe:
         """The socket family and address of ``address``, None while a name is unresolved."""
         return self._addrs.get(address)
 
+    def vouch(self, address: str, now: float) -> None:
+        """``address`` answered another connection at ``now``: it is up, and needs no check of
+        its own before ``interval`` has passed."""
+        if address in self._addrs:
+            self._vouched[address] = now
+            self.report(address, True)
+
+    def _unheard(self, address: str, now: float) -> bool:
+        return now - self._vouched.get(address, -self.interval) >= self.interval
+
+    def _round_due(self) -> float:
+        """When the next round has work: a name to resolve, or a server nobody vouched for."""
+        due = float("inf")
+        if self._names and self._resolving is None:
+            due = max(self._next, self._resolved_at + RESOLVE_EVERY)
+        for address, info in self._addrs.items():
+            if info is not None:
+                heard = self._vouched.get(address, -self.interval)
+                due = min(due, max(self._next, heard + self.interval))
+        return due
+
     def next_wake(self) -> float:
-        wake = self._next
+        wake = self._round_due()
         for query in self._queries.values():
             wake = min(wake, query.deadline)
         if self._resolving is not None:
@@ -125,14 +151,14 @@ class ServerProbe:
                 self._finish(fd, query, False)
         if self._resolving is not None and now >= self._resolving.deadline:
             self._end_resolving(kill=True)
-        if now < self._next:
+        if now < self._round_due():
             return
         self._next = now + self.interval
         if self._names and self._resolving is None and now - self._resolved_at >= RESOLVE_EVERY:
             self._resolve(self._names, now)
         busy = {q.address for q in self._queries.values()}
         for address, info in self._addrs.items():
-            if address not in busy and info is not None:
+            if address not in busy and info is not None and self._unheard(address, now):
                 self._query(address, info, now)
 
     def ready(self, fileobj: object) -> None:

@@ -11,9 +11,11 @@ import time
 
 from gearmgr import scoreboard as sb
 from gearmgr.children import end_strays
+from gearmgr.config import Config
 from gearmgr.supervisor.catalog import Scan
 from gearmgr.supervisor.embedded import EmbeddedServer
 from gearmgr.supervisor.lifecycle import ExitReason, Slot
+from gearmgr.supervisor.poison import PoisonWatch
 from gearmgr.supervisor.pool import Action, Pool
 from gearmgr.supervisor.probe import ServerProbe
 from gearmgr.supervisor.reload import ReloadSequence
@@ -33,6 +35,8 @@ class Reaping:
     loaded: dict[int, list[str]]
     totals: dict[str, sb.FunctionStats]
     stopping: bool
+    poison: PoisonWatch
+    config: Config
 
     def _execute(self, actions: list[Action]) -> None:
         raise NotImplementedError
@@ -109,6 +113,8 @@ class Reaping:
         busy = view.state == "busy" or view.job_deadline > 0
         busy = busy or slot.stop_reason is ExitReason.TIMEOUT
         pid = slot.pid
+        poison_after = self._poison_after
+        self.poison.gone(slot, self.loaded.get(slot.index, []), busy, poison_after, now)
         self._add_totals(slot.index)
         exit = slot.exited(
             now,
@@ -147,6 +153,9 @@ class Reaping:
             after if not self.stopping else "",
         )
         self.scoreboard.clear(slot.index)
+
+    def _poison_after(self, function: str) -> int:
+        return self.config.function(function).poison_after
 
     def _add_totals(self, index: int) -> None:
         """Keep the job counters of a process that is gone (its scoreboard slot is reused)."""

@@ -5,9 +5,10 @@ shrink by draining one idle process).
 
 The rules (docs/operations.md, "Elastic pools"):
 
-- **growth** at once toward ``floor + ceil(waiting / backlog_per_process)``, doubling the pool
-  per tick (as php-fpm's ondemand spawner does), so the ceiling is reached within a few
-  seconds of a backlog; capped by ``max_processes`` and by the room left under the
+- **growth** at once toward ``floor + ceil(waiting / backlog_per_process)``, by
+  :data:`GROW_BURST` processes or by doubling the pool per tick, whichever is more (php-fpm's
+  ondemand spawner starts up to 32 a second, doubling), so the ceiling is reached within a
+  second or two of a backlog; capped by ``max_processes`` and by the room left under the
   supervisor's process limit. The aim is anchored on the floor and the last reading, not on
   the current size, so a reading that is a second old cannot make the pool grow twice;
 - a pool with floor 0 and waiting jobs starts a process at once (scale from zero);
@@ -25,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 TICK = 0.25  # seconds between decisions
+GROW_BURST = 8  # a growing pool adds at least this many processes a tick (32 a second)
 MAX_REGRETS = 3  # the shrink delay doubles at most this many times
 NEVER = -math.inf
 
@@ -88,7 +90,7 @@ def decide(
         wanted = floor + math.ceil(waiting / bounds.per_process)
         if wanted <= size or size >= ceiling:
             return Decision(size, history)
-        target = min(wanted, ceiling, size + max(size, 1))
+        target = min(wanted, ceiling, size + max(size, GROW_BURST))
         regrets = history.regrets
         if now - history.last_shrink < bounds.scale_down_delay:
             regrets = min(regrets + 1, MAX_REGRETS)

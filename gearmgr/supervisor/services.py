@@ -36,6 +36,7 @@ from gearmgr.supervisor.catalog import Catalog, Scan
 from gearmgr.supervisor.embedded import EmbeddedServer, EmbeddedServerError, find_gearmand
 from gearmgr.supervisor.lifecycle import Lifecycle, ProcessState
 from gearmgr.supervisor.plan import make_plan
+from gearmgr.supervisor.poison import PoisonWatch
 from gearmgr.supervisor.pool import Pool
 from gearmgr.supervisor.probe import ServerProbe
 from gearmgr.supervisor.reload import ReloadSequence
@@ -87,6 +88,7 @@ class Services:
     totals: dict[str, sb.FunctionStats]
     loaded: dict[int, list[str]]
     readiness: Readiness
+    poison: PoisonWatch
     top_feed: TopFeed
     _selector: selectors.BaseSelector
 
@@ -129,6 +131,7 @@ class Services:
         preload()
         become_subreaper()  # what a job leaves behind (setsid, double fork) comes back to us
         self._drop_privileges()
+        self.poison.open_record(self.config)  # as the user the workers run as
         self._install_signals()
         from gearmgr.worker.child import set_title
 
@@ -329,4 +332,8 @@ class Services:
             restarts=self.pool.restarts,
             stopping=self.stopping,
             pools=self._pool_views(time.monotonic()),
+            failures=self.poison.stats(
+                (slot.index for slot in self.pool.children()),
+                str(self.config.failed_jobs) if self.config.failed_jobs else None,
+            ),
         )

@@ -62,6 +62,19 @@ class PoolView:
 
 
 @dataclass(frozen=True)
+class FailureStats:
+    """Failed and poison jobs: records written by reason (``lost``: could not be written),
+    processes that died running a job and jobs quarantined, by function; jobs quarantined now;
+    the record's file (None: recording off)."""
+
+    recorded: Mapping[str, int] = field(default_factory=dict)
+    deaths: Mapping[str, int] = field(default_factory=dict)
+    quarantined: Mapping[str, int] = field(default_factory=dict)
+    in_quarantine: int = 0
+    database: str | None = None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     pid: int
     started_at: float  # wall clock
@@ -76,6 +89,7 @@ class Snapshot:
     stopping: bool
     waiting: int  # planned processes not running (backoff, pacing)
     pools: Mapping[str, PoolView] = field(default_factory=dict)
+    failures: FailureStats = field(default_factory=FailureStats)
     empty_slots: tuple[EmptySlot, ...] = ()
 
     @property
@@ -108,6 +122,7 @@ def take_snapshot(
     restarts: Mapping[tuple[str, str], int],
     stopping: bool,
     pools: Mapping[str, PoolView] | None = None,
+    failures: FailureStats | None = None,
 ) -> Snapshot:
     """Read the scoreboard once for every live process and freeze what the surfaces show."""
     now_wall, now = time.time(), time.monotonic()
@@ -149,6 +164,7 @@ def take_snapshot(
         stopping=stopping,
         waiting=sum(1 for slot in planned if not slot.state.alive),
         pools=dict(pools or {}),
+        failures=failures or FailureStats(),
         empty_slots=tuple(
             EmptySlot(
                 key=slot.key,

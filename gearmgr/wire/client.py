@@ -7,11 +7,16 @@ Exceptions::
      ├── JobFailed          the worker failed the job (WORK_FAIL or WORK_EXCEPTION)
      └── JobTimeout         the answer did not arrive within the timeout
 
-Failover: servers are tried in the order given, every call starting with the first, so the first
-server is the primary. A server that failed within the last ``RETRY_DELAY`` seconds is tried after
-the others rather than first, so a dead server costs one failed connection per ``RETRY_DELAY``,
-not one per call. A server is only left for the next before it has accepted the job
-(``JOB_CREATED``): once a job exists, losing its server raises instead of submitting it twice.
+Choosing a server: each job goes to the server that rendezvous hashing of its unique id picks
+among the configured ones (:mod:`gearmgr.wire.rendezvous`), so jobs spread over the servers and
+a unique id always meets its earlier copies on the same server, where gearmand coalesces them.
+A job without a unique id gets a fresh random one (see :meth:`Client.submit`), so it spreads and
+never coalesces. When that server cannot be reached the job goes to the next in the job's hash
+order, and so on; a server that failed within the last ``RETRY_DELAY`` seconds is tried after
+the others (in hash order too), so a dead server costs one failed connection per
+``RETRY_DELAY``, not one per call. A server is only left for the next before it has accepted
+the job (``JOB_CREATED``): once a job exists, losing its server raises instead of submitting it
+twice. When every server has failed, :class:`ServerUnavailable` names each one and its error.
 
 One blocking socket per server is kept open across calls and reopened after a failure. A Client is
 not thread-safe: use one per thread. After a fork the child opens its own connections.
@@ -32,6 +37,7 @@ from gearmgr.errors import GearmgrError
 from gearmgr.units import DEFAULT_PORT, parse_address
 from gearmgr.wire.protocol import Decoder, Packet, ProtocolError, encode
 from gearmgr.wire.protocol import PacketType as T
+from gearmgr.wire.rendezvous import Rendezvous, routing_key
 
 __all__ = [
     "Client",
@@ -170,7 +176,8 @@ class _Deadline:
 
 
 class Client:
-    """A Gearman client for one or more job servers (see the module docstring for failover).
+    """A Gearman client for one or more job servers (see the module docstring for the choice
+    of a job's server and failover).
 
     ``servers`` is a list of ``HOST:PORT`` or one string, comma-separated. ``timeout`` is the
     default for every call (``None``: wait for results forever). ``connect_timeout`` bounds
@@ -189,8 +196,8 @@ class Client:
         self.servers = [s.strip() for s in servers if s.strip()]
         if not self.servers:
             raise ValueError("at least one job server is needed")
-        for server in self.servers:
-            parse_address(server)  # ValueError now rather than at the first call
+        self.servers = list(dict.fromkeys(self.servers))
+        self._rendezvous = Rendezvous(self.servers)  # ValueError for a bad address, now
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._conns: dict[str, _Connection] = {}
@@ -227,8 +234,10 @@ class Client:
 
         ``unique`` defaults to a fresh ``uuid4().hex``: gearmand coalesces jobs that share a
         unique id, and its sqlite queue stores jobs with an empty one under a single key. The
-        callbacks receive WORK_DATA, WORK_WARNING and WORK_STATUS of a foreground job as they
-        arrive. Raises :class:`JobFailed`, :class:`JobTimeout`, :class:`ServerUnavailable` or
+        unique id also picks the job's server (rendezvous hashing; ``"-"``: the workload does,
+        as gearmand then coalesces by it), so a random one spreads jobs evenly. The callbacks
+        receive WORK_DATA, WORK_WARNING and WORK_STATUS of a foreground job as they arrive.
+        Raises :class:`JobFailed`, :class:`JobTimeout`, :class:`ServerUnavailable` or
         :class:`GearmanError` (an ERROR packet or a broken connection).
         """
         ptype = _SUBMIT.get((priority, background))
@@ -239,8 +248,10 @@ class Client:
         if b"\0" in name or b"\0" in key:
             raise ValueError("function names and unique ids cannot contain NUL bytes")
         deadline = _Deadline(self.timeout if timeout is None else timeout)
-        packet = encode(ptype, name, key, encode_data(data))
-        conn, handle = self._create(packet, deadline)
+        payload = encode_data(data)
+        packet = encode(ptype, name, key, payload)
+        order = self._rendezvous.order(routing_key(key, payload))
+        conn, handle = self._create(packet, order, deadline)
         if background:
             self._remember(handle, conn.server)
             return handle
@@ -280,7 +291,7 @@ class Client:
         deadline = _Deadline(self.timeout if timeout is None else timeout)
         packet = encode(T.ECHO_REQ, data)
         errors: dict[str, str] = {}
-        for server in self._ordered():
+        for server in self._ordered(self.servers):
             try:
                 return self._request(server, packet, T.ECHO_RES, deadline).args[0]
             except (OSError, ProtocolError) as exc:
@@ -295,10 +306,10 @@ class Client:
 
     # -- connections ------------------------------------------------------------------------
 
-    def _ordered(self) -> list[str]:
-        """Servers in the given order, those that failed lately last."""
+    def _ordered(self, servers: list[str]) -> list[str]:
+        """``servers`` in their order, those that failed lately moved last (a stable sort)."""
         now = time.monotonic()
-        return sorted(self.servers, key=lambda s: now - self._failed_at.get(s, -1e9) < RETRY_DELAY)
+        return sorted(servers, key=lambda s: now - self._failed_at.get(s, -1e9) < RETRY_DELAY)
 
     def _connect(self, server: str, deadline: _Deadline) -> _Connection:
         """The open connection to ``server``, or a new one opted in to WORK_EXCEPTION."""
@@ -354,10 +365,13 @@ class Client:
                     raise
         raise AssertionError("unreachable")
 
-    def _create(self, packet: bytes, deadline: _Deadline) -> tuple[_Connection, str]:
-        """Send a SUBMIT packet to the first server that takes it; return it and the handle."""
+    def _create(
+        self, packet: bytes, order: list[str], deadline: _Deadline
+    ) -> tuple[_Connection, str]:
+        """Send a SUBMIT packet to the first server in ``order`` (the job's hash order, those
+        that failed lately last) that takes it; return its connection and the handle."""
         errors: dict[str, str] = {}
-        for server in self._ordered():
+        for server in self._ordered(order):
             if deadline.expired():
                 break
             try:

@@ -14,6 +14,7 @@ import signal
 from gearmgr.children import STRAY_SIGNALS, become_subreaper, set_parent_death_signal
 from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
+from gearmgr.failures.quarantine import QuarantineBoard
 from gearmgr.logs import redirect_stdio, set_label
 from gearmgr.scoreboard import REASON_NO_FUNCTIONS, Scoreboard
 from gearmgr.worker.loop import Worker
@@ -42,7 +43,12 @@ def set_title(title: str) -> None:
         pass
 
 
-def run_child(spec: WorkerSpec, scoreboard: Scoreboard, parent_pid: int) -> int:
+def run_child(
+    spec: WorkerSpec,
+    scoreboard: Scoreboard,
+    parent_pid: int,
+    quarantine: QuarantineBoard | None = None,
+) -> int:
     """Load the worker files of ``spec`` and serve; returns the process's exit code."""
     set_parent_death_signal()
     if os.getppid() != parent_pid:
@@ -82,6 +88,8 @@ def run_child(spec: WorkerSpec, scoreboard: Scoreboard, parent_pid: int) -> int:
         title=set_title,
         counters=list(spec.functions),
         stop_on_sigint=False,
+        records=spec.records,
+        quarantine=quarantine,
     )
     code = worker.run()
     if os.getppid() != parent_pid:  # orphaned: nobody will end what the jobs forked but us

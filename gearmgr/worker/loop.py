@@ -24,12 +24,15 @@ import math
 import os
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
 from gearmgr.errors import ExitCode, exception_message, exception_text
+from gearmgr.failures.quarantine import QuarantineBoard, Quarantined
+from gearmgr.failures.store import RecordSettings
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
 from gearmgr.wire.protocol import PacketType, encode, work_complete
 from gearmgr.wire.session import (
@@ -47,6 +50,7 @@ from gearmgr.wire.session import (
 )
 from gearmgr.words import plural
 from gearmgr.worker.connection import Connection, ConnectionLoop
+from gearmgr.worker.failures import Failures
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.limits import Limits, current_rss
 from gearmgr.worker.wakeup import Wakeup
@@ -78,7 +82,9 @@ class Worker(ConnectionLoop):
     ``timeouts`` maps function names to a job timeout in seconds: a job that runs longer is
     failed for its client (WORK_WARNING + WORK_FAIL) and the process exits, so that gearmand
     does not run it again elsewhere. ``max_jobs``, ``max_lifetime`` (seconds) and
-    ``max_memory`` (bytes) make the process leave between jobs; 0 disables each.
+    ``max_memory`` (bytes) make the process leave between jobs; 0 disables each. ``records``:
+    where failed jobs are recorded (None: nowhere); ``quarantine``: the supervisor's list of
+    poison jobs (gearmgr.worker.failures).
     """
 
     def __init__(
@@ -97,6 +103,8 @@ class Worker(ConnectionLoop):
         title: Callable[[str], None] | None = None,
         counters: list[str] | None = None,
         stop_on_sigint: bool = True,
+        records: RecordSettings | None = None,
+        quarantine: QuarantineBoard | None = None,
     ) -> None:
         self.handlers = dict(handlers)
         self.client_id = client_id or f"{socket.gethostname()}:{os.getpid()}"
@@ -127,15 +135,26 @@ class Worker(ConnectionLoop):
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
         self._words = scoreboard.words
         self._count = self._slot.count
-        # function -> (handler, timeout or 0.0, first counter word or None): one look-up per job
+        self._failures = Failures(records, quarantine, scoreboard, slot, self._slot)
+        self._quarantine = self._failures.view
+        order = counters if counters is not None else names
+        # function -> (handler, timeout or 0.0, first counter word or None, the store that
+        # publishes the job in hand): one look-up per job
         self._table = {
-            name: (fn, self.timeouts.get(name, 0.0), self._slot.functions.get(name))
+            name: (
+                fn,
+                self.timeouts.get(name, 0.0),
+                self._slot.functions.get(name),
+                self._slot.in_hand(order.index(name) if name in order else -1),
+            )
             for name, fn in self.handlers.items()
         }
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._watchdog: Watchdog | None = None
         if self.timeouts:
-            self._watchdog = Watchdog(self.timeouts, self._slot, self._send, lambda: self.jobs)
+            self._watchdog = Watchdog(
+                self.timeouts, self._slot, self._send, lambda: self.jobs, self._failures.timeout
+            )
         self._lock = self._watchdog.lock if self._watchdog else None
         # The connection that owes us an answer to GRAB_JOB_UNIQ (JOB_ASSIGN_UNIQ or NO_JOB):
         # gearmand answers a GRAB at once, so the loop reads it with a blocking recv() and skips
@@ -153,6 +172,7 @@ class Worker(ConnectionLoop):
         self._wakeup.install(self.stop, self._request_reopen, self._stop_on_sigint)
         self._poll.register(self._wakeup.r, select.POLLIN)
         self._slot.start(os.getpid(), self.started, current_rss())
+        self._failures.thread_id = threading.get_ident()
         if self.limits.max_memory:
             baseline = current_rss()
             if baseline > self.limits.max_memory:
@@ -305,8 +325,12 @@ class Worker(ConnectionLoop):
         if not self._busy:
             self._busy = True
             self._title("busy")
-        handler, timeout, fb = self._table[function]
+        handler, timeout, fb, in_hand = self._table[function]
         words, slot = self._words, self._slot
+        in_hand(handle_b, unique_b)  # for the supervisor, should this job kill the process
+        quarantine = self._quarantine
+        if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
+            handler = quarantine.screen(function, handle_b, unique_b, handler)
         start = _monotonic()
         session = conn.session
         session.last_rx = start
@@ -316,7 +340,7 @@ class Worker(ConnectionLoop):
         watchdog = self._watchdog
         if timeout and watchdog is not None:
             slot.floats[slot.deadline] = start + timeout
-            watchdog.current = (conn, handle_b, start + timeout, timeout, function)
+            watchdog.current = (conn, handle_b, start + timeout, timeout, function, job)
         failed = False
         try:
             result = handler(job)
@@ -372,7 +396,9 @@ class Worker(ConnectionLoop):
         that called sys.exit() or raised KeyboardInterrupt makes the process leave."""
         # what the client reads: the whole message, bounded, whatever its characters
         text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
-        job.log.error("failed: %s", exception_text(exc), exc_info=not isinstance(exc, SystemExit))
+        self._failures.exception(job, exc)  # recorded before the WORK_FAIL goes out
+        trace = not isinstance(exc, (SystemExit, Quarantined))
+        job.log.error("failed: %s", exception_text(exc), exc_info=trace)
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             self._stop = True  # the job asked the process to exit: it does, and says why
             self.leaving = sb.REASON_JOB_EXIT

@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from gearmgr.failures.store import RecordSettings
+
 
 @dataclass(frozen=True)
 class WorkerSpec:
@@ -23,6 +25,7 @@ class WorkerSpec:
     max_lifetime: float  # seconds, lifetime_jitter applied (0 = none)
     max_memory: int  # bytes (0 = none)
     slot: int  # its scoreboard slot
+    records: RecordSettings | None = None  # where failed jobs are recorded (None: nowhere)
 
     @property
     def functions(self) -> tuple[str, ...]:

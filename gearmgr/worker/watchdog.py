@@ -22,11 +22,12 @@ from gearmgr.wire.protocol import PacketType, encode
 
 if TYPE_CHECKING:
     from gearmgr.worker.connection import Connection
+    from gearmgr.worker.job import Job
 
 log = logging.getLogger("gearmgr.worker")
 
-#: The job being timed: its connection, handle, deadline (monotonic), timeout and function.
-Current = tuple["Connection", bytes, float, float, str]
+#: The job being timed: its connection, handle, deadline (monotonic), timeout, function, Job.
+Current = tuple["Connection", bytes, float, float, str, "Job"]
 
 
 class Watchdog:
@@ -39,6 +40,7 @@ class Watchdog:
         writer: sb.SlotWriter,
         send: Callable[[Connection, bytes], bool],
         jobs: Callable[[], int],
+        record: Callable[[Job, float], None] | None = None,
     ) -> None:
         self.lock = threading.Lock()
         self.current: Current | None = None
@@ -46,6 +48,7 @@ class Watchdog:
         self._writer = writer
         self._send = send
         self._jobs = jobs
+        self._record = record
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="gearmgr-timeout", daemon=True).start()
@@ -64,7 +67,9 @@ class Watchdog:
                     self._expire(current)
 
     def _expire(self, current: Current) -> None:
-        conn, handle, _, limit, function = current
+        conn, handle, _, limit, function, job = current
+        if self._record is not None:  # the failed-job record, before the WORK_FAIL
+            self._record(job, limit)
         text = f"TimeoutError: job exceeded its timeout of {limit:g}s".encode()
         fail = encode(PacketType.WORK_WARNING, handle, text) + encode(PacketType.WORK_FAIL, handle)
         self._send(conn, fail)
