@@ -23,6 +23,8 @@ class WorkerSpec:
     max_lifetime: float  # seconds, lifetime_jitter applied (0 = none)
     max_memory: int  # bytes (0 = none)
     slot: int  # its scoreboard slot
+    #: jobs at once: above 1 only for a dedicated process of an async function (its places)
+    concurrency: int = 1
 
     @property
     def functions(self) -> tuple[str, ...]:
