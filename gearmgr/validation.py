@@ -142,8 +142,8 @@ def _validate_each(
                 os.close(read_fd)
                 os.setpgid(0, 0)  # what the import starts goes with it
                 set_parent_death_signal(signal.SIGKILL)
-                error = _import_one(name, path, concurrency.get(name, 1))
-                _write_all(write_fd, json.dumps(error).encode())
+                found = _import_one(name, path, concurrency.get(name, 1))
+                _write_all(write_fd, json.dumps(found).encode())
                 code = 0
             finally:
                 os._exit(code)

@@ -37,7 +37,9 @@ def check(config: Config, out: TextIO) -> int:
     )
     for problem in (*found.problems, *config.unused_function_settings(found.files)):
         print(f"warning: {problem}", file=out)
-    results = validate(found.files, concurrency={n: config.function(n).concurrency for n in found.files})
+    results = validate(
+        found.files, concurrency={n: config.function(n).concurrency for n in found.files}
+    )
     broken = {n: e for n, e in results.items() if e}
     print(f"functions: {len(found.files)} ({len(broken)} broken)", file=out)
     for name, path in sorted(found.files.items()):

@@ -32,6 +32,8 @@ class ProcessView:
     rss: int
     started: float  # wall clock
     servers_connected: int
+    in_hand: int = 0  # jobs running now
+    places: int = 1  # jobs it may run at once (above 1: an async function's process)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ def take_snapshot(
                 rss=view.rss,
                 started=now_wall - (now - slot.started_at),
                 servers_connected=view.servers_connected,
+                in_hand=view.in_hand,
+                places=view.places,
             )
         )
     return Snapshot(

@@ -68,9 +68,8 @@ def load_handler(name: str, path: Path) -> Handler:
 
 def is_async(handler: Handler) -> bool:
     """Whether ``handler`` is an ``async def`` function (or a class's ``async def run``)."""
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)
-    )
+    call = type(handler).__call__ if not inspect.isroutine(handler) else None
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 
 
 def check_concurrency(name: str, path: Path, handler: Handler, concurrency: int) -> None:

@@ -1,0 +1,450 @@
+"""The asyncio worker loop: one process of an ``async def`` function runs up to ``concurrency``
+jobs at once on one event loop. Runs in a worker process.
+
+The protocol is the sans-IO session's (:mod:`gearmgr.wire.places` over
+:mod:`gearmgr.wire.session`): this module moves bytes and runs coroutines. One connection per
+server (:mod:`gearmgr.worker.aio_link`); a job is a task; replies and the GRABs for the places
+now free are written once per connection and loop turn, several in one write.
+
+* **Places**: a GRAB goes out only for a free place (:class:`~gearmgr.wire.places.Places`),
+  so the server's ``running`` count is the jobs really running here.
+* **Timeouts**: a job past its function's ``timeout`` is failed for its client at once
+  (WORK_WARNING ``TimeoutError: ...`` + WORK_FAIL) and its task cancelled; its place stays
+  taken until the task has really ended, and the other jobs go on. A job that blocks the event
+  loop cannot be cancelled: the supervisor kills the process 5 s past the earliest deadline
+  (the scoreboard holds it) and gearmand re-queues what it held.
+* **Stopping**: TERM, ``max_jobs``, ``max_memory`` and ``max_lifetime`` stop the grabbing,
+  let every job in hand finish (the supervisor's ``graceful_timeout`` bounds it), then send
+  RESET_ABILITIES and exit. A process killed with jobs in hand loses none: gearmand re-queues
+  every job of a connection that drops.
+* An exception fails its own job (WORK_WARNING ``Type: message`` + WORK_FAIL); ``sys.exit()``
+  in a job fails it and makes the process leave once the others end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
+
+from gearmgr import scoreboard as sb
+from gearmgr.errors import ExitCode, exception_message, exception_text
+from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
+from gearmgr.wire.places import Places, PlacesSession
+from gearmgr.wire.protocol import PacketType, encode, work_complete
+from gearmgr.wire.session import RESET_ABILITIES, UP, Connect, Drop, Run, Send
+from gearmgr.words import plural
+from gearmgr.worker.aio_link import Deadlines, Link, Owner, blocking
+from gearmgr.worker.job import Job, to_bytes
+from gearmgr.worker.limits import Limits, current_rss
+
+__all__ = ["AsyncWorker", "blocking"]
+
+log = logging.getLogger("gearmgr.worker")
+
+P = PacketType
+_monotonic = time.monotonic
+REFRESH_INTERVAL = 1.0  # the title and the RSS, at most this often while jobs run
+CONNECT_TIMEOUT = 10.0
+WARNING_LIMIT = 65536  # characters of an exception's message sent to the client
+
+
+class AsyncWorker(Owner):
+    """Serve ``handlers`` (name -> ``async def`` callable taking a Job) from every server,
+    up to ``concurrency`` jobs at once. The other arguments are :class:`~gearmgr.worker.loop.
+    Worker`'s: timeouts per function (seconds), the recycling limits, the scoreboard slot."""
+
+    def __init__(
+        self,
+        servers: Iterable[str],
+        handlers: dict[str, Callable[[Job], Coroutine[Any, Any, Any]]],
+        *,
+        concurrency: int = 1,
+        client_id: str | None = None,
+        timeouts: dict[str, float] | None = None,
+        max_jobs: int = 0,
+        max_lifetime: float = 0.0,
+        max_memory: int = 0,
+        scoreboard: sb.Scoreboard | None = None,
+        slot: int = 0,
+        parent_pid: int | None = None,
+        title: Callable[[str], None] | None = None,
+        counters: list[str] | None = None,
+        stop_on_sigint: bool = True,
+    ) -> None:
+        self.handlers = dict(handlers)
+        self.concurrency = max(1, concurrency)
+        self.client_id = client_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.servers = list(servers)
+        self.timeouts = {f: t for f, t in (timeouts or {}).items() if t > 0}
+        self.started = _monotonic()
+        self.limits = Limits(max_jobs, max_lifetime, max_memory, self.started)
+        self.parent_pid = parent_pid
+        self.jobs = 0
+        self.leaving = sb.REASON_NONE
+        self._stopping = False
+        self._set_title = title
+        self._stop_on_sigint = stop_on_sigint
+        self._names = ",".join(sorted(self.handlers))
+        if scoreboard is None:
+            scoreboard, slot = sb.Scoreboard(capacity=1), 0
+        self._sb = scoreboard
+        self._slot = scoreboard.writer(slot, counters if counters is not None else sorted(handlers))
+        self._words = scoreboard.words
+        self._table = {
+            name: (fn, self.timeouts.get(name, 0.0), self._slot.functions.get(name))
+            for name, fn in self.handlers.items()
+        }
+        self._deadlines = Deadlines(self._slot)
+        self._refresh_at = 0.0
+        self._flushing = False
+        self.links: list[Link] = []
+        self.places: Places | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._done: asyncio.Event | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- public -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve jobs until stopped or a limit is reached, then finish the jobs in hand; return
+        the exit code."""
+        set_label(f"worker {self._names}")
+        ensure_stdio()
+        return asyncio.run(self._main())
+
+    def stop(self) -> None:
+        """Ask for a graceful stop: no more jobs, the jobs in hand finish (safe from any
+        thread once the loop runs)."""
+        loop = self._loop
+        if loop is not None and threading.get_ident() != self._loop_thread:
+            loop.call_soon_threadsafe(self._begin_stop, sb.REASON_NONE)
+        else:
+            self._begin_stop(sb.REASON_NONE)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def _main(self) -> int:
+        loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._done = asyncio.Event()
+        names = sorted(self.handlers)
+        sessions = [
+            PlacesSession(a, names, self.client_id, max_window=self.concurrency)
+            for a in self.servers
+        ]
+        self.links = [Link(self, s) for s in sessions]
+        self.places = Places(self.concurrency, sessions)
+        self._install_signals(loop)
+        slot = self._slot
+        slot.start(os.getpid(), self.started, current_rss())
+        self._words[slot.in_hand] = 0
+        self._words[slot.places] = self.concurrency
+        if self.limits.max_memory and current_rss() > self.limits.max_memory:
+            log.warning(
+                "a fresh process already uses %d bytes, over max_memory (%d); "
+                "memory recycling is off for this process to avoid a recycle loop",
+                current_rss(),
+                self.limits.max_memory,
+            )
+            self.limits.max_memory = 0
+        if self.limits.deadline:
+            loop.call_at(
+                loop.time() + self.limits.deadline - _monotonic(),
+                self._begin_stop,
+                sb.REASON_MAX_LIFETIME,
+            )
+        self._title()
+        keepers = [loop.create_task(self._keep(link)) for link in self.links]
+        if self._stopping:  # a stop asked for before the loop ran
+            self._check_done()
+        await self._done.wait()
+        for keeper in keepers:
+            keeper.cancel()
+        await asyncio.gather(*keepers, return_exceptions=True)
+        return self._shutdown()
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop.add_signal_handler(signal.SIGTERM, self._begin_stop, sb.REASON_NONE)
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen)
+        if self._stop_on_sigint:
+            loop.add_signal_handler(signal.SIGINT, self._begin_stop, sb.REASON_NONE)
+        else:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    async def _keep(self, link: Link) -> None:
+        """Keep one server's connection: connect when the backoff says so, keep-alive."""
+        session = link.session
+        loop = asyncio.get_running_loop()
+        while True:
+            now = _monotonic()
+            action = session.tick(now)
+            if type(action) is Connect:
+                await self._connect(link, loop)
+            elif type(action) is Send:
+                link.write(action.data)
+            elif type(action) is Drop:
+                link.close()
+            wait = session.deadline() - _monotonic()
+            if wait > 0:
+                link.changed.clear()
+                try:
+                    await asyncio.wait_for(link.changed.wait(), None if wait == math.inf else wait)
+                except TimeoutError:
+                    pass
+
+    async def _connect(self, link: Link, loop: asyncio.AbstractEventLoop) -> None:
+        session = link.session
+        if self._stopping:
+            session.lost(_monotonic(), "stopping")
+            return
+        session.connecting()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: link, session.host, session.port),
+                CONNECT_TIMEOUT,
+            )
+        except (OSError, TimeoutError) as exc:
+            session.lost(_monotonic(), str(exc) or type(exc).__name__)
+            return
+        first = session.connected(_monotonic(), grab=not self._stopping)
+        self._count_connected()
+        if first is not None:
+            link.write(first.data)
+        self._fill(link)
+
+    # -- packets ------------------------------------------------------------------------------
+
+    def _received(self, link: Link, data: bytes) -> None:
+        session = link.session
+        for action in session.feed(data, _monotonic(), grab=not self._stopping):
+            kind = type(action)
+            if kind is Run:
+                self._start(link, action)  # type: ignore[arg-type]
+            elif kind is Send:
+                link.write(action.data)  # type: ignore[union-attr]
+            elif kind is Drop:
+                link.close()
+                break
+        self._fill(link)
+        if self._stopping:
+            self._check_done()
+
+    def _fill(self, first: Link | None = None) -> None:
+        """Grab for every free place (none while stopping)."""
+        if self._stopping or self.places is None:
+            return
+        for session, grabs in self.places.fill(first.session if first else None):
+            for link in self.links:
+                if link.session is session:
+                    link.write(grabs)
+
+    def _flush_soon(self) -> None:
+        if not self._flushing:
+            self._flushing = True
+            assert self._loop is not None
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flushing = False
+        for link in self.links:
+            if link.out:
+                link.flush()
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def _start(self, link: Link, run: Run) -> None:
+        assert self.places is not None and self._loop is not None
+        self.places.take()
+        running = self.places.running
+        self._words[self._slot.in_hand] = running
+        if running == 1:
+            self._words[self._slot.state] = sb.BUSY
+            self._title()
+        task = self._loop.create_task(self._job(link, link.generation, *run))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _job(
+        self,
+        link: Link,
+        generation: int,
+        handle_b: bytes,
+        function: str,
+        unique_b: bytes,
+        data: bytes,
+    ) -> None:
+        handler, timeout, fb = self._table[function]
+        job = Job(handle_b, function, unique_b, data, self._sender(link, generation))
+        start = _monotonic()
+        answered = [False]  # the timeout's reply went out already
+        timer = None
+        if timeout:
+            task = asyncio.current_task()
+            assert task is not None and self._loop is not None
+            timer = self._loop.call_later(
+                timeout, self._expire, task, link, generation, handle_b, timeout, answered
+            )
+            self._deadlines.add(id(task), start + timeout)
+        failed = False
+        try:
+            result = await handler(job)
+            reply = work_complete(handle_b, result if type(result) is bytes else to_bytes(result))
+        except asyncio.CancelledError as exc:
+            failed = True
+            reply = b"" if answered[0] else self._failure(job, exc)
+        except BaseException as exc:  # the job fails, the process and its other jobs live on
+            failed = True
+            reply = b"" if answered[0] else self._failure(job, exc)
+        if timer is not None:
+            timer.cancel()
+            self._deadlines.remove(id(asyncio.current_task()))
+        failed = failed or answered[0]
+        if not answered[0]:
+            link.write(reply, generation)
+            if generation != link.generation:
+                log.warning(
+                    "the result of job %s could not be sent to %s; gearmand re-queues "
+                    "a job whose worker disconnected",
+                    job.handle,
+                    link.session.address,
+                )
+        self._finished(link, function, fb, failed, _monotonic() - start)
+
+    def _finished(
+        self, link: Link, function: str, fb: int | None, failed: bool, duration: float
+    ) -> None:
+        """A job's task has ended (its reply is queued): free its place, count it, check the
+        limits, grab again."""
+        assert self.places is not None
+        self.places.release()
+        self.jobs = jobs = self.jobs + 1
+        slot, words = self._slot, self._words
+        slot.count(fb, jobs, failed, duration)
+        running = self.places.running
+        words[slot.in_hand] = running
+        if not running:
+            words[slot.state] = sb.IDLE
+        now = _monotonic()
+        if self.limits:
+            reason, rss = self.limits.check(jobs, now)
+            if rss:
+                words[slot.rss] = rss
+            if reason:
+                self._begin_stop(reason)
+        if not running or now >= self._refresh_at:
+            self._refresh(now)
+        if self._stopping:
+            self._check_done()
+        else:
+            self._fill(link)
+
+    def _expire(
+        self,
+        task: asyncio.Task[None],
+        link: Link,
+        generation: int,
+        handle_b: bytes,
+        limit: float,
+        answered: list[bool],
+    ) -> None:
+        """A job overran its timeout: fail it for its client now and cancel its task."""
+        answered[0] = True
+        text = f"TimeoutError: job exceeded its timeout of {limit:g}s".encode()
+        link.write(
+            encode(P.WORK_WARNING, handle_b, text) + encode(P.WORK_FAIL, handle_b), generation
+        )
+        log.error("job %s overran its timeout of %gs; cancelled it", handle_b.decode(), limit)
+        self._deadlines.remove(id(task))
+        task.cancel()
+
+    def _failure(self, job: Job, exc: BaseException) -> bytes:
+        """Log a failed job; the reply that fails it (WORK_WARNING + WORK_FAIL)."""
+        text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
+        job.log.error("failed: %s", exception_text(exc), exc_info=not isinstance(exc, SystemExit))
+        if isinstance(exc, (SystemExit, KeyboardInterrupt)):
+            self._slot.set(self._slot.job_exit, sb.job_exit_word(exc))
+            self._begin_stop(sb.REASON_JOB_EXIT)
+        handle = job._handle
+        warning = text.encode("utf-8", "backslashreplace")
+        return encode(P.WORK_WARNING, handle, warning) + encode(P.WORK_FAIL, handle)
+
+    def _sender(self, link: Link, generation: int) -> Callable[[bytes], None]:
+        """What a Job's status/send_data/warning call: queue on the loop, from any thread."""
+
+        def send(data: bytes) -> None:
+            if threading.get_ident() == self._loop_thread:
+                link.write(data, generation)
+            elif self._loop is not None:
+                self._loop.call_soon_threadsafe(link.write, data, generation)
+
+        return send
+
+    # -- stopping -----------------------------------------------------------------------------
+
+    def _begin_stop(self, reason: int) -> None:
+        if reason and not self.leaving:
+            self.leaving = reason
+        if not self._stopping:
+            self._stopping = True
+            self._title()
+        self._check_done()
+
+    def _check_done(self) -> None:
+        """Stopping: done once no job is in hand and no GRAB is unanswered (or no server is
+        up to answer it)."""
+        places = self.places
+        if self._done is None or places is None or places.running:
+            return
+        if not places.in_flight() or not any(s.state == UP for s in places.sessions):
+            self._done.set()
+
+    def _shutdown(self) -> int:
+        reason = self.leaving or sb.REASON_STOP
+        if self.parent_pid is not None and os.getppid() != self.parent_pid:
+            log.warning("the supervisor is gone; exiting")
+            reason = sb.REASON_PARENT_GONE
+        self._slot.leaving(reason)
+        for link in self.links:
+            if link.session.state == UP and link.transport is not None:
+                link.out.append(RESET_ABILITIES)
+                link.flush()
+                link.close()
+        if reason not in (sb.REASON_STOP, sb.REASON_PARENT_GONE):
+            log.info("leaving after %s (%s)", plural(self.jobs, "job"), sb.REASON_NAMES[reason])
+        return ExitCode.OK
+
+    # -- process state ------------------------------------------------------------------------
+
+    def _count_connected(self) -> None:
+        up = sum(1 for link in self.links if link.session.state == UP)
+        self._slot.set(self._slot.servers, up)
+
+    def _refresh(self, now: float) -> None:
+        self._refresh_at = now + REFRESH_INTERVAL
+        if not self.limits.max_memory:
+            self._slot.set(self._slot.rss, current_rss())
+        self._title()
+
+    def _reopen(self) -> None:
+        ensure_stdio()
+        reopen_log_file()
+
+    def _title(self) -> None:
+        if self._set_title is None:
+            return
+        running = self.places.running if self.places else 0
+        state = "stopping" if self._stopping else ("busy" if running else "idle")
+        self._set_title(
+            f"gearmgr: worker {self._names} [jobs={self.jobs} {state} {running}/{self.concurrency}]"
+        )

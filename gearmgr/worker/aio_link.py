@@ -1,0 +1,122 @@
+"""One job server connection of the asyncio worker loop (:mod:`gearmgr.worker.aio`): an
+:class:`asyncio.Protocol` beside its sans-IO session, with the bytes to write this loop turn;
+:class:`Deadlines`, the earliest job deadline in the scoreboard (the supervisor's backstop);
+and :func:`blocking`, an async function as the sync loop runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from gearmgr.scoreboard import SlotWriter
+from gearmgr.wire.places import PlacesSession
+from gearmgr.wire.session import UP
+from gearmgr.worker.job import Job
+
+_monotonic = time.monotonic
+
+
+class Owner:
+    """What a :class:`Link` calls back: the loop that owns it."""
+
+    def _received(self, link: Link, data: bytes) -> None:
+        raise NotImplementedError
+
+    def _count_connected(self) -> None:
+        raise NotImplementedError
+
+    def _flush_soon(self) -> None:
+        raise NotImplementedError
+
+
+class Link(asyncio.Protocol):
+    """One job server connection: its session, its transport and the bytes to write this
+    loop turn. ``generation`` counts connections, so a reply never goes to a later one."""
+
+    def __init__(self, worker: Owner, session: PlacesSession) -> None:
+        self.worker = worker
+        self.session = session
+        self.transport: asyncio.Transport | None = None
+        self.out: list[bytes] = []
+        self.generation = 0
+        self.changed = asyncio.Event()  # the connection went down: its keeper looks again
+
+    # -- asyncio.Protocol ---------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.generation += 1
+        self.out = []
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def data_received(self, data: bytes) -> None:
+        self.worker._received(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.out = []
+        if self.session.state == UP:  # not dropped by the session itself
+            why = f"connection lost: {exc}" if exc else "connection closed by the server"
+            self.session.lost(_monotonic(), why)
+        self.worker._count_connected()
+        self.changed.set()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, data: bytes, generation: int = 0) -> None:
+        """Queue ``data`` for this loop turn's write (dropped if the connection it was meant
+        for, ``generation``, is gone)."""
+        if self.transport is None or (generation and generation != self.generation):
+            return
+        if not self.out:
+            self.worker._flush_soon()
+        self.out.append(data)
+
+    def flush(self) -> None:
+        if self.out and self.transport is not None:
+            self.transport.write(b"".join(self.out) if len(self.out) > 1 else self.out[0])
+        self.out = []
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+def blocking(handler: Callable[[Job], Any]) -> Callable[[Job], Any]:
+    """An ``async def`` handler as the sync loop runs it (the shared ``count`` processes): one
+    job at a time, on an event loop kept for the process."""
+    loop: list[asyncio.AbstractEventLoop] = []
+
+    def run(job: Job) -> Any:
+        if not loop:
+            loop.append(asyncio.new_event_loop())
+        return loop[0].run_until_complete(handler(job))
+
+    return run
+
+
+class Deadlines:
+    """The job deadlines of the jobs in hand; the scoreboard holds the earliest, which the
+    supervisor enforces 5 s late when the event loop is blocked and cannot cancel a job."""
+
+    def __init__(self, slot: SlotWriter) -> None:
+        self._slot = slot
+        self._by_job: dict[int, float] = {}
+
+    def add(self, key: int, deadline: float) -> None:
+        self._by_job[key] = deadline
+        slot = self._slot
+        current = slot.floats[slot.deadline]
+        if not current or deadline < current:
+            slot.floats[slot.deadline] = deadline
+
+    def remove(self, key: int) -> None:
+        if self._by_job.pop(key, None) is not None:
+            slot = self._slot
+            slot.floats[slot.deadline] = min(self._by_job.values(), default=0.0)
