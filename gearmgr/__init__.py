@@ -3,6 +3,7 @@
 The public API:
 
 - :class:`Client` submits jobs (``submit``, ``status``) with failover between servers;
+  :class:`AsyncClient` does the same from asyncio, many submits in flight at once;
 - :func:`load_config` reads and validates a YAML config into a :class:`Config`;
 - :class:`Supervisor` runs the processes a config plans (what ``gearmgr run`` does);
 - :class:`Worker` is the worker loop on its own, for running one process without a supervisor;
@@ -48,6 +49,10 @@ def __getattr__(name: str) -> object:
         from gearmgr.supervisor.arbiter import Supervisor
 
         return Supervisor
+    if name == "AsyncClient":
+        from gearmgr.wire.aclient import AsyncClient
+
+        return AsyncClient
     if name == "Worker":
         from gearmgr.worker.loop import Worker
 
@@ -57,6 +62,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Admin",
+    "AsyncClient",
     "Client",
     "Config",
     "ConfigError",
