@@ -40,6 +40,7 @@ class Link(asyncio.Protocol):
         self.worker = worker
         self.session = session
         self.transport: asyncio.Transport | None = None
+        self.closing = False  # closed by this side (a Drop, the process leaving)
         self.out: list[bytes] = []
         self.generation = 0
         self.changed = asyncio.Event()  # the connection went down: its keeper looks again
@@ -49,6 +50,7 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.closing = False
         self.generation += 1
         self.out = []
         sock = transport.get_extra_info("socket")
@@ -61,7 +63,7 @@ class Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.out = []
-        if self.session.state == UP:  # not dropped by the session itself
+        if self.session.state == UP and not self.closing:  # closed by the server
             why = f"connection lost: {exc}" if exc else "connection closed by the server"
             self.session.lost(_monotonic(), why)
         self.worker._count_connected()
@@ -84,6 +86,7 @@ class Link(asyncio.Protocol):
         self.out = []
 
     def close(self) -> None:
+        self.closing = True
         if self.transport is not None:
             self.transport.close()
 
