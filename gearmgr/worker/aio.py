@@ -3,8 +3,9 @@ jobs at once on one event loop. Runs in a worker process.
 
 The protocol is the sans-IO session's (:mod:`gearmgr.wire.places` over
 :mod:`gearmgr.wire.session`): this module moves bytes and runs coroutines. One connection per
-server (:mod:`gearmgr.worker.aio_link`); a job is a task; replies and the GRABs for the places
-now free are written once per connection and loop turn, several in one write.
+server (:mod:`gearmgr.worker.aio_link`); a job is started at once and goes on in a task if it
+waits; replies and the GRABs for the places now free are written once per connection and loop
+turn, several in one write.
 
 * **Places**: a GRAB goes out only for a free place (:class:`~gearmgr.wire.places.Places`),
   so the server's ``running`` count is the jobs really running here.
@@ -13,10 +14,9 @@ now free are written once per connection and loop turn, several in one write.
   taken until the task has really ended, and the other jobs go on. A job that blocks the event
   loop cannot be cancelled: the supervisor kills the process 5 s past the earliest deadline
   (the scoreboard holds it) and gearmand re-queues what it held.
-* **Stopping**: TERM, ``max_jobs``, ``max_memory`` and ``max_lifetime`` stop the grabbing,
-  let every job in hand finish (the supervisor's ``graceful_timeout`` bounds it), then send
-  RESET_ABILITIES and exit. A process killed with jobs in hand loses none: gearmand re-queues
-  every job of a connection that drops.
+* **Stopping**: TERM, ``max_jobs``, ``max_memory`` and ``max_lifetime`` stop the grabbing, let
+  every job in hand finish (up to ``graceful_timeout``), send RESET_ABILITIES and exit. A killed
+  process loses no job: gearmand re-queues every job of a connection that drops.
 * An exception fails its own job (WORK_WARNING ``Type: message`` + WORK_FAIL); ``sys.exit()``
   in a job fails it and makes the process leave once the others end.
 """
@@ -27,7 +27,6 @@ import asyncio
 import logging
 import math
 import os
-import signal
 import socket
 import threading
 import time
@@ -35,13 +34,22 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
-from gearmgr.errors import ExitCode, exception_message, exception_text
+from gearmgr.errors import ExitCode
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
 from gearmgr.wire.places import Places, PlacesSession
-from gearmgr.wire.protocol import PacketType, encode, work_complete
+from gearmgr.wire.protocol import work_complete
 from gearmgr.wire.session import RESET_ABILITIES, UP, Connect, Drop, Run, Send
 from gearmgr.words import plural
-from gearmgr.worker.aio_link import Deadlines, Link, Owner, blocking
+from gearmgr.worker.aio_link import (
+    Deadlines,
+    Link,
+    Owner,
+    blocking,
+    failure,
+    install_signals,
+    resumed,
+    timeout_reply,
+)
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.limits import Limits, current_rss
 
@@ -49,11 +57,9 @@ __all__ = ["AsyncWorker", "blocking"]
 
 log = logging.getLogger("gearmgr.worker")
 
-P = PacketType
 _monotonic = time.monotonic
 REFRESH_INTERVAL = 1.0  # the title and the RSS, at most this often while jobs run
 CONNECT_TIMEOUT = 10.0
-WARNING_LIMIT = 65536  # characters of an exception's message sent to the client
 
 
 class AsyncWorker(Owner):
@@ -104,6 +110,7 @@ class AsyncWorker(Owner):
         }
         self._deadlines = Deadlines(self._slot)
         self._refresh_at = 0.0
+        self._shown_idle = True  # the title says idle: the next job refreshes it at once
         self._flushing = False
         self.links: list[Link] = []
         self.places: Places | None = None
@@ -115,8 +122,7 @@ class AsyncWorker(Owner):
     # -- public -------------------------------------------------------------------------------
 
     def run(self) -> int:
-        """Serve jobs until stopped or a limit is reached, then finish the jobs in hand; return
-        the exit code."""
+        """Serve jobs until stopped or a limit is reached, finish those in hand; the exit code."""
         set_label(f"worker {self._names}")
         ensure_stdio()
         return asyncio.run(self._main())
@@ -143,7 +149,7 @@ class AsyncWorker(Owner):
         ]
         self.links = [Link(self, s) for s in sessions]
         self.places = Places(self.concurrency, sessions)
-        self._install_signals(loop)
+        install_signals(loop, self._begin_stop, self._reopen, self._stop_on_sigint)
         slot = self._slot
         slot.start(os.getpid(), self.started, current_rss())
         self._words[slot.in_hand] = 0
@@ -171,16 +177,6 @@ class AsyncWorker(Owner):
             keeper.cancel()
         await asyncio.gather(*keepers, return_exceptions=True)
         return self._shutdown()
-
-    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        loop.add_signal_handler(signal.SIGTERM, self._begin_stop, sb.REASON_NONE)
-        loop.add_signal_handler(signal.SIGUSR1, self._reopen)
-        if self._stop_on_sigint:
-            loop.add_signal_handler(signal.SIGINT, self._begin_stop, sb.REASON_NONE)
-        else:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     async def _keep(self, link: Link) -> None:
         """Keep one server's connection: connect when the backoff says so, keep-alive."""
@@ -239,6 +235,15 @@ class AsyncWorker(Owner):
         self._fill(link)
         if self._stopping:
             self._check_done()
+        elif not self._shown_idle and self._idle():
+            self._refresh(_monotonic())
+
+    def _idle(self) -> bool:
+        """No job in hand and every connection asleep (or down): the title says idle."""
+        assert self.places is not None
+        return not self.places.running and all(
+            s.sleeping or s.state != UP for s in self.places.sessions
+        )
 
     def _fill(self, first: Link | None = None) -> None:
         """Grab for every free place (none while stopping)."""
@@ -270,8 +275,19 @@ class AsyncWorker(Owner):
         self._words[self._slot.in_hand] = running
         if running == 1:
             self._words[self._slot.state] = sb.BUSY
-            self._title()
-        task = self._loop.create_task(self._job(link, link.generation, *run))
+            if self._shown_idle:
+                self._refresh(_monotonic())
+        job = self._job(link, link.generation, *run)
+        if self._table[run.function][1]:  # a timeout: the job needs its task to be cancelled
+            task = self._loop.create_task(job)
+        else:
+            # Started at once, in this callback: a job that does not wait (or not yet) costs no
+            # task; one that waits goes on in a task from where it stopped (_Resume).
+            try:
+                first = job.send(None)
+            except StopIteration:
+                return
+            task = self._loop.create_task(resumed(job, first))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -285,7 +301,7 @@ class AsyncWorker(Owner):
         data: bytes,
     ) -> None:
         handler, timeout, fb = self._table[function]
-        job = Job(handle_b, function, unique_b, data, self._sender(link, generation))
+        job = Job(handle_b, function, unique_b, data, link.sender(generation))
         start = _monotonic()
         answered = [False]  # the timeout's reply went out already
         timer = None
@@ -342,7 +358,7 @@ class AsyncWorker(Owner):
                 words[slot.rss] = rss
             if reason:
                 self._begin_stop(reason)
-        if not running or now >= self._refresh_at:
+        if now >= self._refresh_at:
             self._refresh(now)
         if self._stopping:
             self._check_done()
@@ -360,35 +376,18 @@ class AsyncWorker(Owner):
     ) -> None:
         """A job overran its timeout: fail it for its client now and cancel its task."""
         answered[0] = True
-        text = f"TimeoutError: job exceeded its timeout of {limit:g}s".encode()
-        link.write(
-            encode(P.WORK_WARNING, handle_b, text) + encode(P.WORK_FAIL, handle_b), generation
-        )
+        link.write(timeout_reply(handle_b, limit), generation)
         log.error("job %s overran its timeout of %gs; cancelled it", handle_b.decode(), limit)
         self._deadlines.remove(id(task))
         task.cancel()
 
     def _failure(self, job: Job, exc: BaseException) -> bytes:
-        """Log a failed job; the reply that fails it (WORK_WARNING + WORK_FAIL)."""
-        text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
-        job.log.error("failed: %s", exception_text(exc), exc_info=not isinstance(exc, SystemExit))
+        """Log a failed job; the reply that fails it. A job that called sys.exit() (or raised
+        KeyboardInterrupt) makes the process leave once the others end."""
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             self._slot.set(self._slot.job_exit, sb.job_exit_word(exc))
             self._begin_stop(sb.REASON_JOB_EXIT)
-        handle = job._handle
-        warning = text.encode("utf-8", "backslashreplace")
-        return encode(P.WORK_WARNING, handle, warning) + encode(P.WORK_FAIL, handle)
-
-    def _sender(self, link: Link, generation: int) -> Callable[[bytes], None]:
-        """What a Job's status/send_data/warning call: queue on the loop, from any thread."""
-
-        def send(data: bytes) -> None:
-            if threading.get_ident() == self._loop_thread:
-                link.write(data, generation)
-            elif self._loop is not None:
-                self._loop.call_soon_threadsafe(link.write, data, generation)
-
-        return send
+        return failure(job, exc)
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -401,8 +400,7 @@ class AsyncWorker(Owner):
         self._check_done()
 
     def _check_done(self) -> None:
-        """Stopping: done once no job is in hand and no GRAB is unanswered (or no server is
-        up to answer it)."""
+        """Stopping: done with no job in hand and no GRAB unanswered (or no server up)."""
         places = self.places
         if self._done is None or places is None or places.running:
             return
@@ -441,9 +439,10 @@ class AsyncWorker(Owner):
         reopen_log_file()
 
     def _title(self) -> None:
+        running = self.places.running if self.places else 0
+        self._shown_idle = not running
         if self._set_title is None:
             return
-        running = self.places.running if self.places else 0
         state = "stopping" if self._stopping else ("busy" if running else "idle")
         self._set_title(
             f"gearmgr: worker {self._names} [jobs={self.jobs} {state} {running}/{self.concurrency}]"

@@ -1,22 +1,28 @@
 """One job server connection of the asyncio worker loop (:mod:`gearmgr.worker.aio`): an
 :class:`asyncio.Protocol` beside its sans-IO session, with the bytes to write this loop turn;
 :class:`Deadlines`, the earliest job deadline in the scoreboard (the supervisor's backstop);
-and :func:`blocking`, an async function as the sync loop runs it."""
+:func:`failure`, the reply failing a job that raised; :func:`resumed`, a coroutine started by
+hand going on in a task; and :func:`blocking`, an async function as the sync loop runs it."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
+from gearmgr.errors import exception_message, exception_text
 from gearmgr.scoreboard import SlotWriter
 from gearmgr.wire.places import PlacesSession
+from gearmgr.wire.protocol import PacketType, encode
 from gearmgr.wire.session import UP
 from gearmgr.worker.job import Job
 
 _monotonic = time.monotonic
+WARNING_LIMIT = 65536  # characters of an exception's message sent to the client
 
 
 class Owner:
@@ -50,6 +56,8 @@ class Link(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
+        self.thread = threading.get_ident()
         self.closing = False
         self.generation += 1
         self.out = []
@@ -79,6 +87,17 @@ class Link(asyncio.Protocol):
         if not self.out:
             self.worker._flush_soon()
         self.out.append(data)
+
+    def sender(self, generation: int) -> Callable[[bytes], None]:
+        """What a Job's status/send_data/warning call: queue on the loop, from any thread."""
+
+        def send(data: bytes) -> None:
+            if threading.get_ident() == self.thread:
+                self.write(data, generation)
+            else:
+                self.loop.call_soon_threadsafe(self.write, data, generation)
+
+        return send
 
     def flush(self) -> None:
         if self.out and self.transport is not None:
@@ -123,3 +142,66 @@ class Deadlines:
         if self._by_job.pop(key, None) is not None:
             slot = self._slot
             slot.floats[slot.deadline] = min(self._by_job.values(), default=0.0)
+
+
+def install_signals(
+    loop: asyncio.AbstractEventLoop,
+    stop: Callable[[int], None],
+    reopen: Callable[[], None],
+    stop_on_sigint: bool,
+) -> None:
+    """TERM (and INT on its own) stop gracefully, USR1 reopens the log file (main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop.add_signal_handler(signal.SIGTERM, stop, 0)
+    loop.add_signal_handler(signal.SIGUSR1, reopen)
+    if stop_on_sigint:
+        loop.add_signal_handler(signal.SIGINT, stop, 0)
+    else:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def timeout_reply(handle: bytes, limit: float) -> bytes:
+    """The reply failing a job that overran its timeout."""
+    text = f"TimeoutError: job exceeded its timeout of {limit:g}s".encode()
+    return encode(PacketType.WORK_WARNING, handle, text) + encode(PacketType.WORK_FAIL, handle)
+
+
+def failure(job: Job, exc: BaseException) -> bytes:
+    """Log a job that raised; the reply that fails it (WORK_WARNING ``Type: message``, then
+    WORK_FAIL), as the sync loop sends it."""
+    text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
+    job.log.error("failed: %s", exception_text(exc), exc_info=not isinstance(exc, SystemExit))
+    handle = job._handle
+    warning = text.encode("utf-8", "backslashreplace")
+    return encode(PacketType.WORK_WARNING, handle, warning) + encode(PacketType.WORK_FAIL, handle)
+
+
+class _Resume:
+    """Awaiting this goes on with a coroutine that was started by hand and stopped at
+    ``first`` (what it yielded: a future to wait for): what ``yield from`` would do."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self.coro, self.first = coro, first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # a cancellation, thrown in by the task
+                try:
+                    value = coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration:
+                    return
+
+
+async def resumed(coro: Coroutine[Any, Any, None], first: Any) -> None:
+    await _Resume(coro, first)
