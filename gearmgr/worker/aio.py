@@ -101,7 +101,6 @@ class AsyncWorker(Owner):
         self._names = ",".join(sorted(self.handlers))
         if scoreboard is None:
             scoreboard, slot = sb.Scoreboard(capacity=1), 0
-        self._sb = scoreboard
         self._slot = scoreboard.writer(slot, counters if counters is not None else sorted(handlers))
         self._words = scoreboard.words
         self._table = {
@@ -118,8 +117,6 @@ class AsyncWorker(Owner):
         self._loop_thread = 0
         self._done: asyncio.Event | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-
-    # -- public -------------------------------------------------------------------------------
 
     def run(self) -> int:
         """Serve jobs until stopped or a limit is reached, finish those in hand; the exit code."""
@@ -173,7 +170,7 @@ class AsyncWorker(Owner):
         if self._stopping:  # a stop asked for before the loop ran
             self._check_done()
         await self._done.wait()
-        for keeper in keepers:
+        for keeper in keepers:  # (their loops also end on _done: a cancel can be lost in 3.11)
             keeper.cancel()
         await asyncio.gather(*keepers, return_exceptions=True)
         return self._shutdown()
@@ -182,7 +179,8 @@ class AsyncWorker(Owner):
         """Keep one server's connection: connect when the backoff says so, keep-alive."""
         session = link.session
         loop = asyncio.get_running_loop()
-        while True:
+        assert self._done is not None
+        while not self._done.is_set():
             now = _monotonic()
             action = session.tick(now)
             if type(action) is Connect:
@@ -195,7 +193,8 @@ class AsyncWorker(Owner):
             if wait > 0:
                 link.changed.clear()
                 try:
-                    await asyncio.wait_for(link.changed.wait(), None if wait == math.inf else wait)
+                    async with asyncio.timeout(None if wait == math.inf else wait):
+                        await link.changed.wait()
                 except TimeoutError:
                     pass
 
@@ -206,10 +205,8 @@ class AsyncWorker(Owner):
             return
         session.connecting()
         try:
-            await asyncio.wait_for(
-                loop.create_connection(lambda: link, session.host, session.port),
-                CONNECT_TIMEOUT,
-            )
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                await loop.create_connection(lambda: link, session.host, session.port)
         except (OSError, TimeoutError) as exc:
             session.lost(_monotonic(), str(exc) or type(exc).__name__)
             return
@@ -392,8 +389,7 @@ class AsyncWorker(Owner):
     # -- stopping -----------------------------------------------------------------------------
 
     def _begin_stop(self, reason: int) -> None:
-        if reason and not self.leaving:
-            self.leaving = reason
+        self.leaving = self.leaving or reason
         if not self._stopping:
             self._stopping = True
             self._title()
@@ -406,6 +402,8 @@ class AsyncWorker(Owner):
             return
         if not places.in_flight() or not any(s.state == UP for s in places.sessions):
             self._done.set()
+            for link in self.links:
+                link.changed.set()  # wake the keepers: they end
 
     def _shutdown(self) -> int:
         reason = self.leaving or sb.REASON_STOP
@@ -425,8 +423,10 @@ class AsyncWorker(Owner):
     # -- process state ------------------------------------------------------------------------
 
     def _count_connected(self) -> None:
-        up = sum(1 for link in self.links if link.session.state == UP)
-        self._slot.set(self._slot.servers, up)
+        """A connection came or went (a stopping process waits for no GRAB of a lost one)."""
+        self._slot.set(self._slot.servers, sum(1 for k in self.links if k.session.state == UP))
+        if self._stopping:
+            self._check_done()
 
     def _refresh(self, now: float) -> None:
         self._refresh_at = now + REFRESH_INTERVAL
