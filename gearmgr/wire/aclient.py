@@ -242,7 +242,8 @@ class AsyncClient:
         key = (uuid.uuid4().hex if unique is None else unique).encode("utf-8")
         if b"\0" in name or b"\0" in key:
             raise ValueError("function names and unique ids cannot contain NUL bytes")
-        packet = encode(ptype, name, key, encode_data(data))
+        payload = encode_data(data)
+        packet = encode(ptype, name, key, payload)
         limit = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         end = None if limit is None else loop.time() + limit
@@ -252,7 +253,7 @@ class AsyncClient:
             waiter = _Waiter(function, future, (on_data, on_warning, on_status))
         try:
             async with asyncio.timeout_at(end):
-                server, created = await self._create(packet, key, waiter, end)
+                server, created = await self._create(packet, key, payload, waiter)
                 handle = _text(created.args[0])
                 if waiter is None:
                     self._remember(handle, server)
@@ -273,19 +274,23 @@ class AsyncClient:
         packet = encode(T.GET_STATUS, handle.encode("utf-8"))
         server = self._handles.get(handle)
         errors: dict[str, str] = {}
-        async with asyncio.timeout(limit):
-            for candidate in [server] if server else self.servers:
-                try:
-                    conn = await self._connection(candidate)
-                    answer = await conn.request(packet)
-                except OSError as exc:
-                    errors[candidate] = str(exc) or type(exc).__name__
-                    continue
-                _error(conn, answer)
-                known, running, num, den = answer.args[1:]
-                result = JobStatus(known == b"1", running == b"1", _int(num), _int(den))
-                if result.known:
-                    return result
+        candidate = server or self.servers[0]
+        try:
+            async with asyncio.timeout(limit):
+                for candidate in [server] if server else self.servers:
+                    try:
+                        conn = await self._connection(candidate)
+                        answer = await conn.request(packet)
+                    except OSError as exc:
+                        errors[candidate] = str(exc) or type(exc).__name__
+                        continue
+                    _error(conn, answer)
+                    known, running, num, den = answer.args[1:]
+                    result = JobStatus(known == b"1", running == b"1", _int(num), _int(den))
+                    if result.known:
+                        return result
+        except TimeoutError:  # as Client: a server that does not answer in time is unavailable
+            errors[candidate] = "timed out"
         if errors:
             raise ServerUnavailable(errors)
         self._handles.pop(handle, None)
@@ -293,18 +298,18 @@ class AsyncClient:
 
     # -- servers and connections ------------------------------------------------------------
 
-    def _candidates(self, unique: bytes) -> list[str]:
-        """The servers to try for a job, in order: the one place where the choice of server
-        is made (the given order, those that failed lately last, as Client does)."""
+    def _candidates(self, unique: bytes, payload: bytes) -> list[str]:
+        """The servers to try for a job, in order: the one place where the choice of a job's
+        server is made (as Client: the given order, those that failed lately last)."""
         now = time.monotonic()
         return sorted(self.servers, key=lambda s: now - self._failed_at.get(s, -1e9) < RETRY_DELAY)
 
     async def _create(
-        self, packet: bytes, unique: bytes, waiter: _Waiter | None, end: float | None
+        self, packet: bytes, unique: bytes, payload: bytes, waiter: _Waiter | None
     ) -> tuple[str, Packet]:
         """Send a SUBMIT to the first server that takes it: the server and its JOB_CREATED."""
         errors: dict[str, str] = {}
-        for server in self._candidates(unique):
+        for server in self._candidates(unique, payload):
             try:
                 conn = await self._connection(server)
                 created = await conn.request(packet, waiter)
