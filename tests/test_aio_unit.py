@@ -7,12 +7,23 @@ import asyncio
 import socket
 import threading
 
+import pytest
+
+from gearmgr import logs
 from gearmgr.wire.protocol import REQ, RES, Decoder, PacketType, encode
 from gearmgr.worker.aio import AsyncWorker
 
 T = PacketType
 PLACES = 4
 JOBS = 12
+
+
+@pytest.fixture(autouse=True)
+def _keep_log_label():
+    """The loop names its process in the log (set_label): the later tests' process stays."""
+    label = logs._label.label
+    yield
+    logs.set_label(label)
 
 
 class Gate:
