@@ -29,18 +29,19 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 
-from gearmgr.wire.protocol import Packet
+from gearmgr.wire.protocol import Packet, PacketType
 from gearmgr.wire.session import (
-    _NO_JOB,
-    _NOOP,
     GRAB,
     JOB_TYPES,
     PRE_SLEEP,
     UP,
     Action,
+    Drop,
     Send,
     ServerSession,
 )
+
+_NOOP, _NO_JOB = PacketType.NOOP, PacketType.NO_JOB
 
 __all__ = ["Places", "PlacesSession"]
 
@@ -74,7 +75,7 @@ class PlacesSession(ServerSession):
         return Send(self.register_only) if grab else None
 
     def lost(self, now: float, why: str) -> float:
-        self.grabs, self.window, self.starved = 0, 1, False
+        self.grabs, self.window, self.starved, self.pending_sleep = 0, 1, False, False
         return super().lost(now, why)
 
     def wanted(self) -> int:
@@ -127,7 +128,16 @@ class PlacesSession(ServerSession):
 
     def feed(self, data: bytes, now: float, grab: bool = True) -> list[Action]:
         """Bytes from the server -> what to do, in order (see :meth:`packet`)."""
-        out = super().feed(data, now, grab)
+        packets = self.decode(data, now)
+        if isinstance(packets, Drop):
+            return [packets]
+        out: list[Action] = []
+        for packet in packets:
+            action = self.packet(packet, now, grab)
+            if action is not None:
+                out.append(action)
+                if type(action) is Drop:
+                    return out  # the rest belongs to a stream that is gone
         if self.pending_sleep:
             self.pending_sleep = False
             out.append(Send(PRE_SLEEP))
