@@ -229,3 +229,36 @@ def test_concurrency_on_a_plain_def_is_an_error_naming_the_key(tmp_path: Path, w
     )
     assert out.returncode == 1, out
     assert "functions.reverse.concurrency: 8 needs an async def function" in out.stdout
+
+
+APPEND = """\
+import asyncio
+import os
+
+
+async def append(job):
+    seconds, _, path = job.text.partition(" ")
+    await asyncio.sleep(float(seconds))
+    with open(path, "a") as f:
+        f.write(f"{os.getpid()}\\n")
+"""
+
+
+def test_max_lifetime_leaves_after_every_job_in_hand_and_runs_none_twice(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path, tmp_path: Path
+):
+    (workers_dir / "append.py").write_text(APPEND)
+    sup = supervisor_factory(
+        {"include": ["append"], "functions": {"append": {"concurrency": 4, "max_lifetime": "2s"}}}
+    )
+    sup.wait_ready(gearmand.port, {"append": 1})
+    markers = [tmp_path / f"a{i}" for i in range(4)]
+    # jobs longer than the lifetime: whichever process takes them reaches it with 4 in hand
+    submit_background(gearmand, [f"2.5 {m}" for m in markers], function="append")
+    wait_for(lambda: running_at_server(gearmand, "append")[1] == 4, timeout=10, what="4 in hand")
+    wait_for(lambda: all(m.exists() for m in markers), timeout=20, what="every job done")
+    pids = {m.read_text() for m in markers}
+    assert len(pids) == 1 and all(m.read_text().count("\n") == 1 for m in markers)  # each once
+    pid = int(pids.pop())
+    wait_for(lambda: pid not in sup.worker_pids("append"), timeout=10, what="the recycle")
+    assert "max_lifetime" in sup.log()
