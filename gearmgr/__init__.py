@@ -7,6 +7,7 @@ The public API:
 - :func:`load_config` reads and validates a YAML config into a :class:`Config`;
 - :class:`Supervisor` runs the processes a config plans (what ``gearmgr run`` does);
 - :class:`Worker` is the worker loop on its own, for running one process without a supervisor;
+  :class:`AsyncWorker` the same for ``async def`` functions, many jobs at once;
 - :class:`Job` is what a worker function receives.
 
 Exceptions::
@@ -53,6 +54,10 @@ def __getattr__(name: str) -> object:
         from gearmgr.wire.aclient import AsyncClient
 
         return AsyncClient
+    if name == "AsyncWorker":
+        from gearmgr.worker.aio import AsyncWorker
+
+        return AsyncWorker
     if name == "Worker":
         from gearmgr.worker.loop import Worker
 
@@ -63,6 +68,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Admin",
     "AsyncClient",
+    "AsyncWorker",
     "Client",
     "Config",
     "ConfigError",
