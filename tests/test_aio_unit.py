@@ -44,16 +44,22 @@ class Gate:
         return job.data.upper()
 
 
-def test_grabs_never_exceed_the_places_and_replies_go_out_together():
+def serve(gate: Gate) -> tuple[socket.socket, socket.socket, AsyncWorker, threading.Thread]:
+    """A listening socket, an AsyncWorker of function ``up`` in a thread, its connection."""
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    gate = Gate()
     worker = AsyncWorker([f"127.0.0.1:{port}"], {"up": gate.run}, concurrency=PLACES)
     thread = threading.Thread(target=worker.run, daemon=True)
     thread.start()
     listener.settimeout(10)
     conn, _ = listener.accept()
     conn.settimeout(10)
+    return listener, conn, worker, thread
+
+
+def test_grabs_never_exceed_the_places_and_replies_go_out_together():
+    gate = Gate()
+    listener, conn, worker, thread = serve(gate)
     decoder = Decoder(expect=REQ)
     left, in_hand, done = JOBS, 0, 0
     writes: list[tuple[int, int]] = []  # (WORK_COMPLETEs, GRABs) in each read
@@ -105,14 +111,7 @@ def test_grabs_never_exceed_the_places_and_replies_go_out_together():
 
 
 def test_a_stopping_process_leaves_when_the_server_holding_its_grab_goes_away():
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    worker = AsyncWorker([f"127.0.0.1:{port}"], {"up": Gate().run}, concurrency=PLACES)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    listener.settimeout(10)
-    conn, _ = listener.accept()
-    conn.settimeout(10)
+    listener, conn, worker, thread = serve(Gate())
     decoder = Decoder(expect=REQ)
     kinds: list[int] = []
     while T.GRAB_JOB_UNIQ not in kinds:
