@@ -123,3 +123,33 @@ def test_a_stopping_process_leaves_when_the_server_holding_its_grab_goes_away():
     thread.join(10)
     listener.close()
     assert not thread.is_alive()
+
+
+def test_a_server_sending_garbage_is_dropped_and_reconnected_to_with_places_intact():
+    listener, conn, worker, thread = serve(Gate())
+    decoder = Decoder(expect=REQ)
+    try:
+        kinds: list[int] = []
+        while T.GRAB_JOB_UNIQ not in kinds:
+            kinds += [p.type for p in decoder.feed(conn.recv(65536))]
+        conn.sendall(b"this is not the gearman protocol")
+        assert conn.recv(65536) == b""  # the worker hung up on it
+        conn.close()
+        conn, _ = listener.accept()  # and came back (after its backoff)
+        conn.settimeout(10)
+        decoder = Decoder(expect=REQ)
+        kinds = []
+        while T.GRAB_JOB_UNIQ not in kinds:
+            kinds += [p.type for p in decoder.feed(conn.recv(65536))]
+        assert kinds.count(T.GRAB_JOB_UNIQ) == 1  # a fresh window: one GRAB, places all free
+        conn.sendall(encode(T.NO_JOB, magic=RES))
+        kinds = []
+        while T.PRE_SLEEP not in kinds:
+            kinds += [p.type for p in decoder.feed(conn.recv(65536))]
+        assert worker.places is not None and worker.places.free() == PLACES
+    finally:
+        worker.stop()
+        thread.join(10)
+        conn.close()
+        listener.close()
+    assert not thread.is_alive()
