@@ -134,3 +134,10 @@ def test_a_server_that_dies_fails_the_jobs_it_had_created(served, gearmand: Gear
             assert all("connection lost" in str(e) for e in out), out
 
     asyncio.run(main())
+
+
+def test_one_client_serves_one_asyncio_run_after_another(served, gearmand: Gearmand):
+    client = AsyncClient([gearmand.address], timeout=10)
+    assert asyncio.run(client.submit("reverse", "ab")) == b"ba"
+    assert asyncio.run(client.submit("reverse", "cd")) == b"dc"  # a new loop: a new connection
+    asyncio.run(client.close())

@@ -84,10 +84,12 @@ class _Connection(asyncio.Protocol):
         self.requests: deque[_Request] = deque()
         self.jobs: dict[bytes, deque[_Waiter]] = {}
         self.lost: str | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.loop = asyncio.get_running_loop()
 
     def request(self, data: bytes, waiter: _Waiter | None = None) -> asyncio.Future[Packet]:
         """Send ``data`` (one request); the future of its answer."""
@@ -179,7 +181,7 @@ class _Connection(asyncio.Protocol):
         self.jobs.clear()
 
     def close(self) -> None:
-        if self.transport is not None:
+        if self.transport is not None and self.loop is not None and not self.loop.is_closed():
             self.transport.close()
 
 
@@ -326,7 +328,9 @@ class AsyncClient:
         submits wait for it."""
         conn = self._conns.get(server)
         if conn is not None and not conn.lost:
-            return conn
+            if conn.loop is asyncio.get_running_loop():
+                return conn
+            del self._conns[server]  # made in another event loop (an earlier asyncio.run)
         task = self._connecting.get(server)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._open(server))
