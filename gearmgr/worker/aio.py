@@ -274,19 +274,36 @@ class AsyncWorker(Owner):
             self._words[self._slot.state] = sb.BUSY
             if self._shown_idle:
                 self._refresh(_monotonic())
-        job = self._job(link, link.generation, *run)
-        if self._table[run.function][1]:  # a timeout: the job needs its task to be cancelled
-            task = self._loop.create_task(job)
-        else:
-            # Started at once, in this callback: a job that does not wait (or not yet) costs no
-            # task; one that waits goes on in a task from where it stopped (_Resume).
-            try:
-                first = job.send(None)
-            except StopIteration:
-                return
-            task = self._loop.create_task(resumed(job, first))
+        answered = [False]  # the timeout's reply went out already
+        job = self._job(link, link.generation, *run, answered)
+        # Started at once, in this callback: a job that does not wait (or not yet) costs no
+        # task; one that waits goes on in a task from where it stopped (aio_link.resumed).
+        try:
+            first = job.send(None)
+        except StopIteration:
+            return
+        task = self._loop.create_task(resumed(job, first))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        timeout = self._table[run.function][1]
+        if timeout:
+            self._time(task, link, run.handle, timeout, answered)
+
+    def _time(
+        self, task: asyncio.Task[None], link: Link, handle_b: bytes, limit: float, answered: list
+    ) -> None:
+        """Arm the timeout of a job that waits (one that ended at once cannot overrun)."""
+        assert self._loop is not None
+        timer = self._loop.call_later(
+            limit, self._expire, task, link, link.generation, handle_b, limit, answered
+        )
+        self._deadlines.add(id(task), _monotonic() + limit)
+
+        def disarm(_: object) -> None:
+            timer.cancel()
+            self._deadlines.remove(id(task))
+
+        task.add_done_callback(disarm)
 
     async def _job(
         self,
@@ -296,19 +313,11 @@ class AsyncWorker(Owner):
         function: str,
         unique_b: bytes,
         data: bytes,
+        answered: list[bool],
     ) -> None:
-        handler, timeout, fb = self._table[function]
+        handler, _, fb = self._table[function]
         job = Job(handle_b, function, unique_b, data, link.sender(generation))
         start = _monotonic()
-        answered = [False]  # the timeout's reply went out already
-        timer = None
-        if timeout:
-            task = asyncio.current_task()
-            assert task is not None and self._loop is not None
-            timer = self._loop.call_later(
-                timeout, self._expire, task, link, generation, handle_b, timeout, answered
-            )
-            self._deadlines.add(id(task), start + timeout)
         failed = False
         try:
             result = await handler(job)
@@ -319,19 +328,9 @@ class AsyncWorker(Owner):
         except BaseException as exc:  # the job fails, the process and its other jobs live on
             failed = True
             reply = b"" if answered[0] else self._failure(job, exc)
-        if timer is not None:
-            timer.cancel()
-            self._deadlines.remove(id(asyncio.current_task()))
         failed = failed or answered[0]
         if not answered[0]:
-            link.write(reply, generation)
-            if generation != link.generation:
-                log.warning(
-                    "the result of job %s could not be sent to %s; gearmand re-queues "
-                    "a job whose worker disconnected",
-                    job.handle,
-                    link.session.address,
-                )
+            link.reply(reply, generation, job.handle)
         self._finished(link, function, fb, failed, _monotonic() - start)
 
     def _finished(

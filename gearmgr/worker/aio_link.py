@@ -7,6 +7,7 @@ hand going on in a task; and :func:`blocking`, an async function as the sync loo
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import socket
 import threading
@@ -22,6 +23,7 @@ from gearmgr.wire.session import UP
 from gearmgr.worker.job import Job
 
 _monotonic = time.monotonic
+log = logging.getLogger("gearmgr.worker")
 WARNING_LIMIT = 65536  # characters of an exception's message sent to the client
 
 
@@ -87,6 +89,17 @@ class Link(asyncio.Protocol):
         if not self.out:
             self.worker._flush_soon()
         self.out.append(data)
+
+    def reply(self, data: bytes, generation: int, handle: str) -> None:
+        """Queue a job's reply; say so when the connection it came on is gone."""
+        self.write(data, generation)
+        if generation != self.generation or self.transport is None:
+            log.warning(
+                "the result of job %s could not be sent to %s; gearmand re-queues a job"
+                " whose worker disconnected",
+                handle,
+                self.session.address,
+            )
 
     def sender(self, generation: int) -> Callable[[bytes], None]:
         """What a Job's status/send_data/warning call: queue on the loop, from any thread."""
