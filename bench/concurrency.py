@@ -228,12 +228,12 @@ def clients(gd: cm.Gearmand, args: argparse.Namespace) -> dict:
     return {**found, "ratio": ratios}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer jobs and rounds")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--json", default=None, help="write the results to this file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     result: dict = {"machine": cm.machine()}

@@ -14,6 +14,7 @@ import sys
 import time
 
 import common as cm
+import concurrency
 import reload
 import respawn
 import roundtrip
@@ -26,6 +27,7 @@ SUITE = {
     "respawn": respawn,
     "reload": reload,
     "supervisor_cost": supervisor_cost,
+    "concurrency": concurrency,
 }
 
 
