@@ -15,6 +15,7 @@ import time
 
 import cluster
 import common as cm
+import concurrency
 import reload
 import respawn
 import roundtrip
@@ -28,6 +29,7 @@ SUITE = {
     "reload": reload,
     "supervisor_cost": supervisor_cost,
     "cluster": cluster,
+    "concurrency": concurrency,
 }
 
 

@@ -3,9 +3,11 @@
 The public API:
 
 - :class:`Client` submits jobs (``submit``, ``status``) with failover between servers;
+  :class:`AsyncClient` does the same from asyncio, many submits in flight at once;
 - :func:`load_config` reads and validates a YAML config into a :class:`Config`;
 - :class:`Supervisor` runs the processes a config plans (what ``gearmgr run`` does);
 - :class:`Worker` is the worker loop on its own, for running one process without a supervisor;
+  :class:`AsyncWorker` the same for ``async def`` functions, many jobs at once;
 - :class:`Job` is what a worker function receives.
 
 Exceptions::
@@ -48,6 +50,14 @@ def __getattr__(name: str) -> object:
         from gearmgr.supervisor.arbiter import Supervisor
 
         return Supervisor
+    if name == "AsyncClient":
+        from gearmgr.wire.aclient import AsyncClient
+
+        return AsyncClient
+    if name == "AsyncWorker":
+        from gearmgr.worker.aio import AsyncWorker
+
+        return AsyncWorker
     if name == "Worker":
         from gearmgr.worker.loop import Worker
 
@@ -57,6 +67,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Admin",
+    "AsyncClient",
+    "AsyncWorker",
     "Client",
     "Config",
     "ConfigError",

@@ -10,7 +10,9 @@ Slot layout, in 8-byte words:
     0 pid            4 jobs_failed       8 exit_reason
     1 state          5 rss (bytes)       9 servers_connected
     2 reserved       6 started_at       10 job_exit (how a job asked the process to exit)
-    3 jobs_done      7 job_deadline     11 - 15 reserved
+    3 jobs_done      7 job_deadline     11 in_hand (jobs running now, async processes)
+                                        12 places (jobs it may run at once; 0 = one)
+                                        13 - 15 reserved
     16 + 14*i ...: the process's i-th function (up to 32): jobs done, jobs failed, the sum of
     job durations (float, s), then one counter per duration bucket (a job counts in the first
     bucket whose upper bound it does not exceed; longer jobs in none). Prometheus' cumulative
@@ -48,6 +50,7 @@ F_DONE, F_FAILED, F_DURATION, F_BUCKETS = 0, 1, 2, 3
 
 PID, STATE, JOBS_DONE, JOBS_FAILED, RSS, STARTED_AT, JOB_DEADLINE = 0, 1, 3, 4, 5, 6, 7
 EXIT_REASON, SERVERS_CONNECTED, JOB_EXIT = 8, 9, 10
+IN_HAND, PLACES = 11, 12  # written by the asyncio loop only (a sync process leaves them 0)
 FUNC_BASE = 16
 
 # States (word STATE)
@@ -116,6 +119,8 @@ class SlotView:
     exit_reason: str
     servers_connected: int
     function_stats: tuple[FunctionStats, ...]
+    in_hand: int = 0  # jobs running now (async processes; a sync one: 1 when busy)
+    places: int = 1  # jobs it may run at once
 
 
 @dataclass(frozen=True)
@@ -237,6 +242,8 @@ class Scoreboard:
             exit_reason=REASON_NAMES.get(w[b + EXIT_REASON], "crash"),
             servers_connected=w[b + SERVERS_CONNECTED],
             function_stats=tuple(stats),
+            in_hand=w[b + IN_HAND] if w[b + PLACES] else int(w[b + STATE] == BUSY),
+            places=w[b + PLACES] or 1,
         )
 
     def close(self) -> None:
@@ -259,8 +266,10 @@ class SlotWriter:
         "floats",
         "functions",
         "hand",
+        "in_hand",
         "job_exit",
         "pid",
+        "places",
         "recorded",
         "rss",
         "servers",
@@ -284,6 +293,8 @@ class SlotWriter:
         self.job_exit = base + JOB_EXIT
         self.recorded = base + RECORDED  # + an index of RECORD_REASONS, or RECORD_LOST
         self.hand = board._map, (base + HAND) * 8
+        self.in_hand = base + IN_HAND
+        self.places = base + PLACES
         #: function -> the first word of its counters (the first MAX_FUNCTION_COUNTERS only)
         self.functions = {
             name: base + FUNC_BASE + FUNC_STRIDE * i
@@ -291,7 +302,7 @@ class SlotWriter:
             if i < MAX_FUNCTION_COUNTERS
         }
 
-    def in_hand(self, number: int) -> Callable[[bytes, bytes], None]:
+    def job_store(self, number: int) -> Callable[[bytes, bytes], None]:
         """The store that publishes the job in hand, for the function at place ``number`` of
         the process's list: ``store(handle, unique)``, one C call with no allocation (a
         handle or unique id longer than HAND_BYTES is cut)."""

@@ -11,12 +11,12 @@ import os
 import select
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from gearmgr.children import reap, set_parent_death_signal, wait_status_text
 from gearmgr.errors import one_line
-from gearmgr.worker.loading import WorkerLoadError, load_handler
+from gearmgr.worker.loading import WorkerLoadError, check_concurrency, load_handler
 
 REAP_TIMEOUT = 5.0  # seconds a validation fork may take to exit once it is done or told to
 
@@ -35,7 +35,13 @@ class Validation:
     wait status in :attr:`status`.
     """
 
-    def __init__(self, files: dict[str, Path], timeout: float, in_child: Callable[[], None] | None):
+    def __init__(
+        self,
+        files: dict[str, Path],
+        timeout: float,
+        in_child: Callable[[], None] | None,
+        concurrency: Mapping[str, int] | None = None,
+    ):
         self.files = files
         self.timeout = timeout
         self.deadline = time.monotonic() + timeout * max(1, len(files)) + 2.0
@@ -58,7 +64,7 @@ class Validation:
                 if in_child is not None:
                     in_child()
                 os.dup2(2, 1)  # worker files that print must not reach the supervisor's stdout
-                _validate_each(files, timeout, write_fd)
+                _validate_each(files, timeout, write_fd, concurrency or {})
                 code = 0
             finally:
                 os._exit(code)
@@ -122,7 +128,9 @@ class Validation:
             self.status = reap(self.pid, REAP_TIMEOUT, sig)
 
 
-def _validate_each(files: dict[str, Path], timeout: float, out_fd: int) -> None:
+def _validate_each(
+    files: dict[str, Path], timeout: float, out_fd: int, concurrency: Mapping[str, int]
+) -> None:
     """In the validation fork: import each file in a fork of its own, killed after
     ``timeout``; write ``[name, error or null]`` as a JSON line to ``out_fd`` for each."""
     for name, path in files.items():
@@ -134,7 +142,8 @@ def _validate_each(files: dict[str, Path], timeout: float, out_fd: int) -> None:
                 os.close(read_fd)
                 os.setpgid(0, 0)  # what the import starts goes with it
                 set_parent_death_signal(signal.SIGKILL)
-                _write_all(write_fd, json.dumps(_import_one(name, path)).encode())
+                found = _import_one(name, path, concurrency.get(name, 1))
+                _write_all(write_fd, json.dumps(found).encode())
                 code = 0
             finally:
                 os._exit(code)
@@ -171,9 +180,9 @@ def _write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data) :]
 
 
-def _import_one(name: str, path: Path) -> str | None:
+def _import_one(name: str, path: Path, concurrency: int) -> str | None:
     try:
-        load_handler(name, path)
+        check_concurrency(name, path, load_handler(name, path), concurrency)
     except WorkerLoadError as exc:
         return str(exc)
     return None
@@ -183,6 +192,7 @@ def validate(
     files: dict[str, Path],
     timeout: float = 20.0,
     in_child: Callable[[], None] | None = None,
+    concurrency: Mapping[str, int] | None = None,
 ) -> dict[str, str | None]:
     """Import each worker file in a throwaway forked process, each against a deadline of its
     own (``timeout``): name -> error text, or None.
@@ -194,10 +204,11 @@ def validate(
     privilege drop. ``in_child`` runs first in the fork: the supervisor closes its own
     sockets and files there, so nothing the import starts can hold them. This waits for the
     answer; the supervisor's loop uses :class:`Validation` directly so as not to wait.
+    ``concurrency``: function -> its ``concurrency`` key; above 1, a plain ``def`` fails.
     """
     if not files:
         return {}
-    return Validation(files, timeout, in_child).wait()
+    return Validation(files, timeout, in_child, concurrency).wait()
 
 
 _BLOCKED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1)

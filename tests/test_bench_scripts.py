@@ -20,6 +20,7 @@ SCRIPTS = [
     "cluster",
     "failed_jobs",
     "top_cost",
+    "concurrency",
 ]
 
 # Run a script as __main__ with matplotlib made unimportable, as before bench/setup.sh.

@@ -180,3 +180,31 @@ def test_status_asks_only_the_server_that_created_the_job(
                 with pytest.raises(ServerUnavailable) as info:
                     client.status(handle)
                 assert list(info.value.errors) == [first.address]
+
+
+def test_the_async_client_chooses_each_jobs_server_as_client_does(
+    pair: tuple[Gearmand, Gearmand],
+) -> None:
+    import asyncio
+
+    from gearmgr.wire.aclient import AsyncClient
+
+    servers = [s.address for s in pair]
+    ring = Rendezvous(servers)
+
+    async def submit_all() -> tuple[list[str], list[str]]:
+        async with AsyncClient(servers, timeout=10) as client:
+            homed = [
+                await client.submit("queued", b"x", background=True, unique=f"a-{i}")
+                for i in range(20)
+            ]
+            spread = await asyncio.gather(
+                *(client.submit("queued", b"x", background=True) for _ in range(100))
+            )
+        return homed, list(spread)
+
+    homed, spread = asyncio.run(submit_all())
+    for i, handle in enumerate(homed):
+        assert server_of(handle, pair).address == ring.home(f"a-{i}".encode())
+    shares = Counter(server_of(h, pair).port for h in spread)
+    assert 25 <= shares[pair[0].port] <= 75, shares  # 50 expected: no unique id, spread

@@ -298,3 +298,30 @@ def test_retry_all_of_a_function_skips_retried_and_cut_records(
     shown = gearmgr(config, "failed", "show", str(cut))
     assert "(only the first 1048576 kept: it cannot be retried)" in shown.stdout
     assert gearmgr(config, "failed", "retry").returncode == 2  # neither ids nor --all
+
+
+ASYNC_FAILS = (
+    "import asyncio\n\n"
+    "async def afail(job):\n"
+    "    if job.text == 'slow':\n"
+    "        await asyncio.sleep(30)\n"
+    "    raise ValueError('async cannot take ' + job.text)\n"
+)
+
+
+def test_the_failures_of_an_async_function_are_recorded_too(
+    gearmand: Gearmand, start: Callable[..., RunningSupervisor]
+) -> None:
+    sup = start(
+        {"afail": ASYNC_FAILS},
+        functions={"afail": {"concurrency": 4, "timeout": "1s"}},
+    )
+    with Client([gearmand.address]) as client:
+        client.submit("afail", "boom", background=True)
+        client.submit("afail", "slow", background=True)
+    got = wait_for(lambda: len(records(sup.config_path)) == 2 and records(sup.config_path))
+    by_reason = {r["reason"]: r for r in got}
+    assert set(by_reason) == {"exception", "timeout"}
+    assert "ValueError: async cannot take boom" in by_reason["exception"]["error"]
+    timed_out = by_reason["timeout"]["error"]
+    assert "exceeded its timeout of 1s" in timed_out and "asyncio.sleep(30)" in timed_out

@@ -214,13 +214,13 @@ def test_the_job_in_hand_is_published_in_the_slot() -> None:
     board = sb.Scoreboard(4)
     writer = board.writer(2, ["a", "b"])
     assert board.in_hand(2) is None
-    writer.in_hand(1)(b"H:host:42", b"unique-42")
+    writer.job_store(1)(b"H:host:42", b"unique-42")
     assert board.in_hand(2) == (1, b"H:host:42", b"unique-42")
     assert board.busy_with(b"H:host:42", b"unique-42", exclude=0) == 0  # not busy
     board.words[board.base(2) + sb.STATE] = sb.BUSY
     assert board.busy_with(b"H:host:42", b"unique-42", exclude=0) == 1
     assert board.busy_with(b"H:host:42", b"unique-42", exclude=2) == 0
-    writer.in_hand(0)(b"H:x:" + b"9" * 300, b"")  # cut at HAND_BYTES
+    writer.job_store(0)(b"H:x:" + b"9" * 300, b"")  # cut at HAND_BYTES
     assert board.in_hand(2) == (0, (b"H:x:" + b"9" * 300)[: sb.HAND_BYTES], b"")
     board.drop_in_hand(2)
     assert board.in_hand(2) is None
@@ -233,7 +233,7 @@ def dying_slot(board: sb.Scoreboard, pid: int = 100) -> Slot:
     plan = make_plan(config_from_dict({}), ["a"])
     slot = Slot(plan[0], 0)
     slot.spawned(pid, 0.0)
-    board.writer(0, ["a"]).in_hand(0)(b"H:host:1", b"job-1")
+    board.writer(0, ["a"]).job_store(0)(b"H:host:1", b"job-1")
     board.words[board.base(0) + sb.STATE] = sb.BUSY
     return slot
 

@@ -122,3 +122,28 @@ def test_failed_jobs_in_status_and_metrics():
         s.labels["reason"]: s.value for s in families["gearmgr_failed_jobs_recorded"].samples
     }
     assert recorded == {"exception": 2, "timeout": 1, "quarantined": 1, "lost": 0}
+
+
+def test_a_process_with_places_shows_its_jobs_in_hand_in_status_metrics_and_the_table():
+    board = sb.Scoreboard(4)
+    slots = slots_for(board)
+    writer = board.writer(0, ["a"])
+    writer.set(writer.places, 64)
+    writer.set(writer.in_hand, 17)
+    snap = snap_of(board, slots)
+    status = build_status(snap)
+    [proc] = status["processes"]
+    assert (proc["in_hand"], proc["places"]) == (17, 64)
+    assert "busy 17/64" in format_status(status)
+    families = {f.name: f for f in SupervisorCollector(lambda: snap).collect()}  # type: ignore[attr-defined]
+    in_hand = {s.labels["function"]: s.value for s in families["gearmgr_jobs_in_hand"].samples}
+    places = {s.labels["function"]: s.value for s in families["gearmgr_places"].samples}
+    assert (in_hand["a"], places["a"]) == (17, 64)
+
+
+def test_a_sync_process_has_one_place_and_holds_a_job_while_busy():
+    board = sb.Scoreboard(4)
+    snap = snap_of(board, slots_for(board))
+    [proc] = snap.processes
+    assert (proc.in_hand, proc.places) == (1, 1)
+    assert "busy 1/1" not in format_status(build_status(snap))

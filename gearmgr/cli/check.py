@@ -37,7 +37,9 @@ def check(config: Config, out: TextIO) -> int:
     )
     for problem in (*found.problems, *config.unused_function_settings(found.files)):
         print(f"warning: {problem}", file=out)
-    results = validate(found.files)
+    results = validate(
+        found.files, concurrency={n: config.function(n).concurrency for n in found.files}
+    )
     broken = {n: e for n, e in results.items() if e}
     print(f"functions: {len(found.files)} ({len(broken)} broken)", file=out)
     for name, path in sorted(found.files.items()):
@@ -59,7 +61,8 @@ def check(config: Config, out: TextIO) -> int:
             )
     for spec in plan:
         timeouts = ", ".join(f"{n}={format_duration(t)}" for n, t in spec.timeouts if t)
-        line = f"  {spec.key:<20} {','.join(spec.functions)}  [{_limits(spec.limits)}"
+        line = f"  {spec.key:<20} {','.join(spec.functions)}  [places={spec.concurrency}"
+        line += f" {_limits(spec.limits)}"
         line += f" timeout: {timeouts}]" if timeouts else "]"
         print(line, file=out)
     return ExitCode.FATAL if broken else ExitCode.OK

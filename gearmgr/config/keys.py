@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from gearmgr.config.values import (
     boolean,
+    concurrency,
     count,
     jobs,
     log_file,
@@ -104,6 +105,10 @@ KEYS: tuple[Key, ...] = (
     _function_key("scale_down_delay", parse_duration, 30.0, type="duration", unit="duration",
         help="an elastic pool shrinks only after its function has had no waiting job for this"
         " long"),
+    _function_key("concurrency", concurrency, 1, type="int 1..10000",
+        help="jobs of an `async def` function that one of its dedicated processes runs at once"
+        " (the shared `count` processes run one at a time); above 1 on a plain `def` function"
+        " is an error"),
     _function_key("max_jobs", jobs, 0, type="int >= 0", gm_name="max_runs_per_worker",
         help="recycle a process after it has done this many jobs (0 = never)"),
     _function_key("max_lifetime", parse_duration, 0.0, type="duration", unit="duration",

@@ -23,6 +23,7 @@ class FunctionSettings:
     max_processes: int = 0  # 0 = a fixed pool of dedicated_count
     backlog_per_process: int = 1
     scale_down_delay: float = 30.0  # seconds
+    concurrency: int = 1  # jobs an async function's dedicated process runs at once
     max_jobs: int = 0
     max_lifetime: float = 0.0  # seconds
     lifetime_jitter: float = 0.0  # seconds

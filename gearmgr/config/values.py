@@ -48,6 +48,16 @@ def per_process(value: object) -> int:
     return whole(value, MAX_JOBS)
 
 
+MAX_CONCURRENCY = 10_000  # jobs one async process holds at once
+
+
+def concurrency(value: object) -> int:
+    """Jobs one process of an async function runs at once: a whole number >= 1."""
+    if isinstance(value, int) and not isinstance(value, bool) and value == 0:
+        raise expected("a whole number >= 1", value)
+    return whole(value, MAX_CONCURRENCY)
+
+
 def jobs(value: object) -> int:
     return whole(value, MAX_JOBS)
 

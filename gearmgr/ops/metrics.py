@@ -94,6 +94,7 @@ class SupervisorCollector:
             workers.add_metric([name, state], n)
         yield workers
         yield rss
+        yield from _places(snap)
         queued = GaugeMetricFamily(
             "gearmgr_function_queued",
             "Jobs waiting at all job servers, by function",
@@ -204,3 +205,24 @@ def _http(status: str, body: bytes, content_type: str = "text/plain; charset=utf
         f"HTTP/1.0 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
     )
     return head.encode() + body
+
+
+def _places(snap: Snapshot) -> Iterator[GaugeMetricFamily]:
+    """Jobs in hand and places, by function: an async process runs many jobs at once."""
+    in_hand = GaugeMetricFamily(
+        "gearmgr_jobs_in_hand", "Jobs running now in the worker processes", labels=["function"]
+    )
+    places = GaugeMetricFamily(
+        "gearmgr_places", "Jobs the worker processes may run at once", labels=["function"]
+    )
+    totals: dict[str, list[int]] = {name: [0, 0] for name in snap.served}
+    for proc in snap.processes:
+        for name in proc.functions:
+            entry = totals.setdefault(name, [0, 0])
+            entry[0] += proc.in_hand
+            entry[1] += proc.places
+    for name, (hand, room) in sorted(totals.items()):
+        in_hand.add_metric([name], hand)
+        places.add_metric([name], room)
+    yield in_hand
+    yield places

@@ -51,6 +51,8 @@ def processes(snap: Snapshot, memory: bool = False) -> list[dict[str, Any]]:
             "rss": p.rss,
             "started": p.started,
             "servers_connected": p.servers_connected,
+            "in_hand": p.in_hand,
+            "places": p.places,
         }
         for p in snap.processes
     ]
@@ -147,15 +149,17 @@ def format_status(status: dict[str, Any]) -> str:
     )
     lines.append(f"servers: {servers}")
     lines.append("")
+    states = [_state(p) for p in status["processes"]]
+    width = max([9, *(len(s) for s in states)])
     lines.append(
-        f"{'PID':>7}  {'STATE':<9} {'JOBS':>7} {'RSS':>9} {'USS':>9} {'AGE':>8}  FUNCTIONS"
+        f"{'PID':>7}  {'STATE':<{width}} {'JOBS':>7} {'RSS':>9} {'USS':>9} {'AGE':>8}  FUNCTIONS"
     )
     now = time.time()
-    for p in status["processes"]:
+    for p, state in zip(status["processes"], states, strict=True):
         age = format_duration(round(now - p["started"])) if p["started"] else "-"
         uss = _mib(p["uss"]) if p.get("uss") is not None else "-"
         lines.append(
-            f"{p['pid']:>7}  {p['state']:<9} {p['jobs']:>7} {_mib(p['rss']):>9} {uss:>9} "
+            f"{p['pid']:>7}  {state:<{width}} {p['jobs']:>7} {_mib(p['rss']):>9} {uss:>9} "
             f"{age:>8}  {','.join(p['functions'])}"
         )
     lines.append("")
@@ -194,6 +198,12 @@ def _failed_line(failed: dict[str, Any]) -> str:
     if not failed.get("database"):
         return text + " (recording is off: failed_jobs: none)"
     return text + (" (`gearmgr failed` lists them)" if total else "")
+
+
+def _state(p: dict[str, Any]) -> str:
+    """``busy 17/64``: a process with places shows its jobs in hand."""
+    places = p.get("places", 1)
+    return f"{p['state']} {p.get('in_hand', 0)}/{places}" if places > 1 else p["state"]
 
 
 def _count(value: int | None) -> str:

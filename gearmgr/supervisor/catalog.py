@@ -89,7 +89,8 @@ class Catalog:
             todo = dict(found.files)
         else:
             todo = {n: p for n, p in found.files.items() if signatures[n] != self.signatures.get(n)}
-        job = Validation(todo, VALIDATION_TIMEOUT, in_child) if todo else None
+        wanted = {n: config.function(n).concurrency for n in todo}
+        job = Validation(todo, VALIDATION_TIMEOUT, in_child, wanted) if todo else None
         return Scan(found, signatures, job)
 
     def finish_scan(self, pending: Scan, results: dict[str, str | None]) -> set[str]:

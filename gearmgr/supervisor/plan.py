@@ -56,6 +56,7 @@ class ProcessSpec:
     functions: tuple[str, ...]
     limits: Limits
     timeouts: tuple[tuple[str, float], ...]  # per-function job timeout, seconds (0 = none)
+    concurrency: int = 1  # jobs at once (a dedicated process of an async function)
 
     @property
     def group(self) -> str:
@@ -70,7 +71,11 @@ def dedicated_spec(config: Config, name: str, number: int) -> ProcessSpec:
     """Process ``name#number`` of function ``name``'s dedicated pool."""
     settings = config.function(name)
     return ProcessSpec(
-        f"{name}#{number}", (name,), Limits.of(settings), ((name, settings.timeout),)
+        f"{name}#{number}",
+        (name,),
+        Limits.of(settings),
+        ((name, settings.timeout),),
+        settings.concurrency,
     )
 
 
@@ -84,6 +89,9 @@ def make_plan(
 
     A shared (``count``) process takes its recycling limits from the top-level keys; a
     dedicated process from its function's settings. Job timeouts are always per function.
+
+    Shared processes run one job at a time (an async function there too); a dedicated process
+    runs its function's ``concurrency`` jobs at once.
 
     ``paused`` functions get no dedicated process and the shared ones leave them out.
     ``current`` holds, for the functions whose pools are sized at run time (elastic, or
@@ -134,4 +142,5 @@ def worker_spec(
         max_memory=limits.max_memory,
         slot=slot,
         records=records,
+        concurrency=spec.concurrency,
     )

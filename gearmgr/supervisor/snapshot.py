@@ -33,6 +33,8 @@ class ProcessView:
     started: float  # wall clock
     servers_connected: int
     last_exit: str = ""  # why its slot's previous process went ("" for a first start)
+    in_hand: int = 0  # jobs running now
+    places: int = 1  # jobs it may run at once (above 1: an async function's process)
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ def take_snapshot(
                 started=now_wall - (now - slot.started_at),
                 servers_connected=view.servers_connected,
                 last_exit=_label(slot),
+                in_hand=view.in_hand,
+                places=view.places,
             )
         )
     planned = list(planned)

@@ -12,7 +12,8 @@ among the configured ones (:mod:`gearmgr.wire.rendezvous`), so jobs spread over 
 a unique id always meets its earlier copies on the same server, where gearmand coalesces them.
 A job without a unique id gets a fresh random one (see :meth:`Client.submit`), so it spreads and
 never coalesces. When that server cannot be reached the job goes to the next in the job's hash
-order, and so on; a server that failed within the last ``RETRY_DELAY`` seconds is tried after
+order, and so on; a server that failed within the last ``RETRY_DELAY`` seconds
+(:mod:`gearmgr.wire.servers`) is tried after
 the others (in hash order too), so a dead server costs one failed connection per
 ``RETRY_DELAY``, not one per call. A server is only left for the next before it has accepted
 the job (``JOB_CREATED``): once a job exists, losing its server raises instead of submitting it
@@ -37,7 +38,7 @@ from gearmgr.errors import GearmgrError
 from gearmgr.units import DEFAULT_PORT, parse_address
 from gearmgr.wire.protocol import Decoder, Packet, ProtocolError, encode
 from gearmgr.wire.protocol import PacketType as T
-from gearmgr.wire.rendezvous import Rendezvous, routing_key
+from gearmgr.wire.servers import ServerChoice
 
 __all__ = [
     "Client",
@@ -49,8 +50,6 @@ __all__ = [
 ]
 
 DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
-#: Seconds a server that failed is tried after the healthy ones.
-RETRY_DELAY = 1.0
 #: Background job handles remembered for status(), oldest dropped first.
 MAX_REMEMBERED_HANDLES = 10_000
 
@@ -191,17 +190,11 @@ class Client:
         *,
         connect_timeout: float = 5.0,
     ) -> None:
-        if isinstance(servers, str):
-            servers = servers.split(",")
-        self.servers = [s.strip() for s in servers if s.strip()]
-        if not self.servers:
-            raise ValueError("at least one job server is needed")
-        self.servers = list(dict.fromkeys(self.servers))
-        self._rendezvous = Rendezvous(self.servers)  # ValueError for a bad address, now
+        self._choice = ServerChoice(servers)  # ValueError for none or a bad address, now
+        self.servers = self._choice.servers
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._conns: dict[str, _Connection] = {}
-        self._failed_at: dict[str, float] = {}
         self._handles: OrderedDict[str, str] = OrderedDict()
         self._pid = os.getpid()
 
@@ -250,8 +243,7 @@ class Client:
         deadline = _Deadline(self.timeout if timeout is None else timeout)
         payload = encode_data(data)
         packet = encode(ptype, name, key, payload)
-        order = self._rendezvous.order(routing_key(key, payload))
-        conn, handle = self._create(packet, order, deadline)
+        conn, handle = self._create(packet, self._choice.for_job(key, payload), deadline)
         if background:
             self._remember(handle, conn.server)
             return handle
@@ -291,7 +283,7 @@ class Client:
         deadline = _Deadline(self.timeout if timeout is None else timeout)
         packet = encode(T.ECHO_REQ, data)
         errors: dict[str, str] = {}
-        for server in self._ordered(self.servers):
+        for server in self._choice.ordered(self.servers):
             try:
                 return self._request(server, packet, T.ECHO_RES, deadline).args[0]
             except (OSError, ProtocolError) as exc:
@@ -306,11 +298,6 @@ class Client:
 
     # -- connections ------------------------------------------------------------------------
 
-    def _ordered(self, servers: list[str]) -> list[str]:
-        """``servers`` in their order, those that failed lately moved last (a stable sort)."""
-        now = time.monotonic()
-        return sorted(servers, key=lambda s: now - self._failed_at.get(s, -1e9) < RETRY_DELAY)
-
     def _connect(self, server: str, deadline: _Deadline) -> _Connection:
         """The open connection to ``server``, or a new one opted in to WORK_EXCEPTION."""
         if self._pid != os.getpid():  # forked: the sockets belong to the parent
@@ -322,7 +309,7 @@ class Client:
             self._conns[server] = conn
             conn.send(encode(T.OPTION_REQ, b"exceptions"), self._io_timeout(deadline))
             self._read(conn, deadline, initial=True)  # OPTION_RES, or ERROR from old servers
-            self._failed_at.pop(server, None)
+            self._choice.answered(server)
         return conn
 
     def _io_timeout(self, deadline: _Deadline) -> float:
@@ -338,7 +325,7 @@ class Client:
         if conn is not None:
             conn.close()
         if failed:
-            self._failed_at[server] = time.monotonic()
+            self._choice.failed(server)
 
     def _read(self, conn: _Connection, deadline: _Deadline, initial: bool = False) -> Packet:
         """Next packet; an ERROR packet raises :class:`GearmanError` unless ``initial``."""
@@ -371,7 +358,7 @@ class Client:
         """Send a SUBMIT packet to the first server in ``order`` (the job's hash order, those
         that failed lately last) that takes it; return its connection and the handle."""
         errors: dict[str, str] = {}
-        for server in self._ordered(order):
+        for server in order:
             if deadline.expired():
                 break
             try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from typing import Any
 
 from gearmgr.children import STRAY_SIGNALS, become_subreaper, set_parent_death_signal
 from gearmgr.discovery import WorkerLoadError, load_handler
@@ -17,6 +18,8 @@ from gearmgr.errors import ExitCode
 from gearmgr.failures.quarantine import QuarantineBoard
 from gearmgr.logs import redirect_stdio, set_label
 from gearmgr.scoreboard import REASON_NO_FUNCTIONS, Scoreboard
+from gearmgr.worker.aio import AsyncWorker, blocking
+from gearmgr.worker.loading import check_concurrency, is_async
 from gearmgr.worker.loop import Worker
 from gearmgr.worker.spec import WorkerSpec
 
@@ -67,30 +70,47 @@ def run_child(
     for name, path in spec.files:
         try:
             handlers[name] = load_handler(name, path)
+            check_concurrency(name, path, handlers[name], spec.concurrency)
         except WorkerLoadError as exc:
+            handlers.pop(name, None)
             log.error("function %s left out of %s: %s", name, spec.key, exc)
     signal.alarm(0)
     slot = spec.slot
     if not handlers:
         scoreboard.set_exit_reason(slot, REASON_NO_FUNCTIONS)
         return ExitCode.NO_FUNCTIONS
-    worker = Worker(
-        spec.servers,
-        handlers,
-        client_id=spec.client_id(),
-        timeouts=dict(spec.timeouts),
-        max_jobs=spec.max_jobs,
-        max_lifetime=spec.max_lifetime,
-        max_memory=spec.max_memory,
-        scoreboard=scoreboard,
-        slot=slot,
-        parent_pid=parent_pid,
-        title=set_title,
-        counters=list(spec.functions),
-        stop_on_sigint=False,
-        records=spec.records,
-        quarantine=quarantine,
-    )
+    worker: Worker | AsyncWorker
+    settings: dict[str, Any] = {
+        "client_id": spec.client_id(),
+        "timeouts": dict(spec.timeouts),
+        "max_jobs": spec.max_jobs,
+        "max_lifetime": spec.max_lifetime,
+        "max_memory": spec.max_memory,
+        "scoreboard": scoreboard,
+        "slot": slot,
+        "parent_pid": parent_pid,
+        "title": set_title,
+        "counters": list(spec.functions),
+        "stop_on_sigint": False,
+    }
+    if len(handlers) == 1 and all(is_async(h) for h in handlers.values()):
+        # a dedicated process of an async function: its jobs on one event loop, up to its places
+        worker = AsyncWorker(
+            spec.servers,
+            handlers,
+            concurrency=spec.concurrency,
+            records=spec.records,
+            **settings,
+        )
+    else:  # the sync loop; an async function there runs one job at a time
+        sync = {n: blocking(h) if is_async(h) else h for n, h in handlers.items()}
+        worker = Worker(
+            spec.servers,
+            sync,  # type: ignore[arg-type]
+            records=spec.records,
+            quarantine=quarantine,
+            **settings,
+        )
     code = worker.run()
     if os.getppid() != parent_pid:  # orphaned: nobody will end what the jobs forked but us
         try:

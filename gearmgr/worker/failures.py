@@ -67,6 +67,12 @@ class Failures:
             error += "\n\nWhere the job was:\n" + "".join(traceback.format_stack(frame))
         self._record(job, "timeout", error)
 
+    def cancelled(self, job: Job, limit: float, exc: BaseException) -> None:
+        """An async job overran its timeout and was cancelled: record it with where it was
+        waiting (the cancellation's traceback)."""
+        error = f"TimeoutError: job exceeded its timeout of {limit:g}s"
+        self._record(job, "timeout", f"{error}\n\nWhere the job was:\n{_traceback(exc)}")
+
     def _record(self, job: Job, reason: str, error: str, deaths: int = 0) -> None:
         store = self.store
         if store is None:

@@ -8,6 +8,7 @@ called (one instance per process, kept across jobs). A file that does not load r
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 import traceback
 from collections.abc import Callable
@@ -63,6 +64,23 @@ def load_handler(name: str, path: Path) -> Handler:
     raise WorkerLoadError(
         f"{path}: defines no function or class named {name!r}; {_defined(module, module_name)}"
     )
+
+
+def is_async(handler: Handler) -> bool:
+    """Whether ``handler`` is an ``async def`` function (or a class's ``async def run``)."""
+    call = type(handler).__call__ if not inspect.isroutine(handler) else None
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
+def check_concurrency(name: str, path: Path, handler: Handler, concurrency: int) -> None:
+    """``concurrency`` above 1 needs an ``async def`` function: else a WorkerLoadError naming
+    the key (a plain function runs one job at a time in its process)."""
+    if concurrency > 1 and not is_async(handler):
+        raise WorkerLoadError(
+            f"functions.{name}.concurrency: {concurrency} needs an async def function"
+            f" (or an async def run method); {name} in {path} is a plain def, which runs one"
+            " job at a time (use concurrency: 1, or more processes)"
+        )
 
 
 MAX_LISTED = 10  # callables named in a "defines no function named ..." error

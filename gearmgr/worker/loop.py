@@ -145,7 +145,7 @@ class Worker(ConnectionLoop):
                 fn,
                 self.timeouts.get(name, 0.0),
                 self._slot.functions.get(name),
-                self._slot.in_hand(order.index(name) if name in order else -1),
+                self._slot.job_store(order.index(name) if name in order else -1),
             )
             for name, fn in self.handlers.items()
         }

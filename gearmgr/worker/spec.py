@@ -26,6 +26,8 @@ class WorkerSpec:
     max_memory: int  # bytes (0 = none)
     slot: int  # its scoreboard slot
     records: RecordSettings | None = None  # where failed jobs are recorded (None: nowhere)
+    #: jobs at once: above 1 only for a dedicated process of an async function (its places)
+    concurrency: int = 1
 
     @property
     def functions(self) -> tuple[str, ...]:

@@ -1,0 +1,57 @@
+"""A client's job servers, shared by :class:`~gearmgr.wire.client.Client` and
+:class:`~gearmgr.wire.aclient.AsyncClient`: the list as given (a comma-separated string or a
+list; blanks and duplicates dropped, every address checked now), the order in which to try
+them for a job (its rendezvous order, :mod:`gearmgr.wire.rendezvous`), and the servers that
+failed lately, which are tried after the others for :data:`RETRY_DELAY` seconds so that a dead
+server costs one failed connection per delay, not one per call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from gearmgr.wire.rendezvous import Rendezvous, routing_key
+
+__all__ = ["RETRY_DELAY", "ServerChoice", "server_list"]
+
+#: Seconds a server that failed is tried after the healthy ones.
+RETRY_DELAY = 1.0
+
+
+def server_list(servers: str | Iterable[str]) -> list[str]:
+    """``"gm1:4730, gm2"`` or ``["gm1:4730", "gm2"]`` -> the servers, in order, each once.
+    Raises ValueError for none, or for an address that is not ``HOST[:PORT]``."""
+    if isinstance(servers, str):
+        servers = servers.split(",")
+    listed = list(dict.fromkeys(s.strip() for s in servers if s.strip()))
+    if not listed:
+        raise ValueError("at least one job server is needed")
+    return listed
+
+
+class ServerChoice:
+    """Which server to try first, then next, for each job; ``clock`` is injected by tests."""
+
+    def __init__(
+        self, servers: str | Iterable[str], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.servers = server_list(servers)
+        self._rendezvous = Rendezvous(self.servers)  # ValueError for a bad address, now
+        self._failed_at: dict[str, float] = {}
+        self._clock = clock
+
+    def for_job(self, unique: bytes, payload: bytes) -> list[str]:
+        """The servers to try for a job: its hash order, those that failed lately last."""
+        return self.ordered(self._rendezvous.order(routing_key(unique, payload)))
+
+    def ordered(self, servers: list[str]) -> list[str]:
+        """``servers`` in their order, those that failed lately moved last (a stable sort)."""
+        now, failed = self._clock(), self._failed_at
+        return sorted(servers, key=lambda s: now - failed.get(s, -1e9) < RETRY_DELAY)
+
+    def failed(self, server: str) -> None:
+        self._failed_at[server] = self._clock()
+
+    def answered(self, server: str) -> None:
+        self._failed_at.pop(server, None)
