@@ -257,6 +257,14 @@ class SlotWriter:
         self.words[self.exit_reason] = reason
         self.words[self.state] = STOPPING
 
+    def counter_words(self, function: str) -> tuple[int, int, int] | None:
+        """The words the job path adds to for ``function``: (jobs done, the duration sum, the
+        first duration bucket); jobs failed is the word after jobs done. None for a function
+        past MAX_FUNCTION_COUNTERS. What :meth:`count` does with them, the worker loop inlines
+        (gearmgr.worker.loop: one method call less per job)."""
+        fb = self.functions.get(function)
+        return None if fb is None else (fb + F_DONE, fb + F_DURATION, fb + F_BUCKETS)
+
     def job_done(self, function: str, jobs: int, failed: bool, duration: float) -> None:
         """Count one finished job (the process's ``jobs``-th) of ``function``."""
         self.count(self.functions.get(function), jobs, failed, duration)

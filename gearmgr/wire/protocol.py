@@ -19,6 +19,7 @@ both is importable from here too. The worker's fast path has two helpers here:
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,8 +99,10 @@ def encode(ptype: int, *args: bytes, magic: bytes = REQ) -> bytes:
     return _pack_header(magic, ptype, len(body)) + body
 
 
-_unpack_header = HEADER.unpack_from
-_ASSIGN_UNIQ = PacketType.JOB_ASSIGN_UNIQ
+#: A JOB_ASSIGN_UNIQ response's header, its magic and type read as one 64-bit number, then its
+#: body's length: one unpack, no bytes object for the magic.
+_ASSIGN_HEAD = struct.Struct(">QI").unpack_from
+_ASSIGN_KEY = int.from_bytes(RES + PacketType.JOB_ASSIGN_UNIQ.to_bytes(4, "big"), "big")
 #: Bodies up to this size are split from a copy (the copy costs less than two more calls).
 _SPLIT_COPY_MAX = 4096
 
@@ -108,10 +111,11 @@ def split_job_assign_uniq(data: bytes) -> Sequence[bytes] | None:
     """``(handle, function, unique, workload)`` if ``data`` is exactly one whole JOB_ASSIGN_UNIQ
     response, else None (then feed it to a :class:`Decoder`). A worker's fast path: a busy
     worker's every read is one such packet."""
-    if len(data) <= HEADER_SIZE:
+    try:
+        key, size = _ASSIGN_HEAD(data)
+    except struct.error:  # shorter than a header
         return None
-    magic, ptype, size = _unpack_header(data)
-    if ptype != _ASSIGN_UNIQ or magic != RES or size + HEADER_SIZE != len(data):
+    if key != _ASSIGN_KEY or size + HEADER_SIZE != len(data):
         return None
     if size < _SPLIT_COPY_MAX:  # one split of a copy: fewer calls than three finds
         parts = data[HEADER_SIZE:].split(b"\0", 3)
@@ -125,20 +129,16 @@ def split_job_assign_uniq(data: bytes) -> Sequence[bytes] | None:
     return data[HEADER_SIZE:h], data[h + 1 : f], data[f + 1 : u], data[u + 1 :]
 
 
-_WORK_COMPLETE = PacketType.WORK_COMPLETE
+#: WORK_COMPLETE's header without its length, as one 64-bit number (see _ASSIGN_HEAD).
+_COMPLETE_HEAD = struct.Struct(">QI").pack
+_COMPLETE_KEY = int.from_bytes(REQ + PacketType.WORK_COMPLETE.to_bytes(4, "big"), "big")
 
 
 def work_complete(handle: bytes, result: bytes, then: bytes = b"") -> bytes:
     """WORK_COMPLETE for ``handle`` followed by the packet(s) ``then`` (the next GRAB), as one
     buffer built with one copy of ``result``."""
     return b"".join(
-        (
-            _pack_header(REQ, _WORK_COMPLETE, len(handle) + 1 + len(result)),
-            handle,
-            b"\0",
-            result,
-            then,
-        )
+        (_COMPLETE_HEAD(_COMPLETE_KEY, len(handle) + 1 + len(result)), handle, b"\0", result, then)
     )
 
 

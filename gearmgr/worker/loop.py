@@ -25,13 +25,14 @@ import os
 import select
 import socket
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
 from gearmgr.errors import ExitCode, exception_message, exception_text
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
-from gearmgr.wire.protocol import PacketType, encode, work_complete
+from gearmgr.wire.protocol import PacketType, encode, split_job_assign_uniq, work_complete
 from gearmgr.wire.session import (
     CONNECTING,
     DOWN,
@@ -58,7 +59,12 @@ log = logging.getLogger("gearmgr.worker")
 
 P = PacketType
 _BUSY, _IDLE = sb.BUSY, sb.IDLE
+_FIRST_BOUND, _NBUCKETS = sb.BUCKETS[0], len(sb.BUCKETS)
 _monotonic = time.monotonic
+_new_job = object.__new__
+#: What the job path needs of one function: handler, name, timeout (0.0: none), its counter
+#: words in the scoreboard (SlotWriter.counter_words).
+_Entry = tuple[Callable[[Job], Any], str, float, "tuple[int, int, int] | None"]
 #: Bytes asked of one recv(). Kept under glibc's default mmap threshold (128 KiB): CPython
 #: allocates the whole size for each recv() and shrinks it after, and a 256 KiB request cost
 #: an mmap + mremap + munmap per job whenever the threshold had not been raised.
@@ -125,13 +131,17 @@ class Worker(ConnectionLoop):
             scoreboard, slot = sb.Scoreboard(capacity=1), 0
         self._sb = scoreboard
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
-        self._words = scoreboard.words
-        self._count = self._slot.count
-        # function -> (handler, timeout or 0.0, first counter word or None): one look-up per job
-        self._table = {
-            name: (fn, self.timeouts.get(name, 0.0), self._slot.functions.get(name))
+        self._words, self._floats = scoreboard.words, scoreboard.floats
+        slot_writer = self._slot
+        self._state_word = slot_writer.state
+        self._done_word, self._failed_word = slot_writer.done, slot_writer.failed
+        # function -> (handler, name, timeout or 0.0, counter words or None): one look-up per
+        # job, by name (a session's Run) or by the name's bytes (the fast path)
+        self._table: dict[str, _Entry] = {
+            name: (fn, name, self.timeouts.get(name, 0.0), slot_writer.counter_words(name))
             for name, fn in self.handlers.items()
         }
+        self._by_name = {name.encode(): entry for name, entry in self._table.items()}
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._watchdog: Watchdog | None = None
         if self.timeouts:
@@ -259,28 +269,47 @@ class Worker(ConnectionLoop):
     # -- packets ---------------------------------------------------------------------------------
 
     def _receive(self, conn: Connection, direct: bool = False) -> None:
-        sock = conn.sock
-        assert sock is not None
-        try:
-            data = sock.recv(RECV_SIZE)
-        except BlockingIOError:  # a direct read ran into SO_RCVTIMEO: poll() takes over
-            return
-        except OSError as exc:
-            self._lost(conn, _monotonic(), f"receive failed: {exc}")
-            return
-        if not data:
-            self._lost(conn, _monotonic(), "connection closed by the server")
-            return
+        """Read ``conn`` and act on what came. ``direct``: the read of the answer to our GRAB,
+        made without asking poll() first; then the jobs that follow one another are all served
+        here, each answer read directly after the reply that asked for it (a busy worker stays
+        in this loop: one recv and one sendall per job, nothing else)."""
         session = conn.session
-        # Fast path: the read holds exactly one JOB_ASSIGN_UNIQ and nothing is pending, which
-        # is every job of a busy worker. Anything else (a name to check) goes the long way.
-        fields = session.decoder.whole_job(data)
-        if fields is not None:
-            handle_b, function_b, unique_b, payload = fields
-            function = session.functions.get(function_b)
-            if function is not None and handle_b and handle_b.isascii():
-                self._run_job(conn, handle_b, function, unique_b, payload)
+        recv = conn.sock.recv  # type: ignore[union-attr]
+        # Fast path: a read that holds exactly one JOB_ASSIGN_UNIQ of ours with nothing pending
+        # in the decoder, which is every read of a busy worker. Anything else (a name to check,
+        # several packets, part of one) goes through the session.
+        fast = not session.decoder.pending
+        split, by_name = split_job_assign_uniq, self._by_name
+        while True:
+            try:
+                data = recv(RECV_SIZE)
+            except BlockingIOError:  # a direct read ran into SO_RCVTIMEO: poll() takes over
                 return
+            except OSError as exc:
+                self._lost(conn, _monotonic(), f"receive failed: {exc}")
+                return
+            if not data:
+                self._lost(conn, _monotonic(), "connection closed by the server")
+                return
+            if not fast:
+                break
+            fields = split(data)
+            if fields is None:
+                break
+            handle_b, function_b, unique_b, payload = fields
+            entry = by_name.get(function_b)
+            if entry is None or not handle_b or not handle_b.isascii():
+                break
+            if not self._job(conn, handle_b, entry, unique_b, payload):
+                return
+            if not direct:  # one read per call: the next answer is due (read it directly)
+                if self._direct:
+                    self._due = conn
+                return
+        self._decode(conn, session, data, direct)
+
+    def _decode(self, conn: Connection, session: ServerSession, data: bytes, direct: bool) -> None:
+        """What the fast path left: decode ``data`` and act on each packet."""
         now = _monotonic()
         packets = session.decode(data, now)
         if isinstance(packets, Drop):
@@ -301,22 +330,42 @@ class Worker(ConnectionLoop):
     def _run_job(
         self, conn: Connection, handle_b: bytes, function: str, unique_b: bytes, data: bytes
     ) -> None:
-        """Run one job whose names were checked; reply and grab the next in one write."""
-        if not self._busy:
-            self._busy = True
-            self._title("busy")
-        handler, timeout, fb = self._table[function]
-        words, slot = self._words, self._slot
+        """A job the session decided to Run (its names checked)."""
+        if self._job(conn, handle_b, self._table[function], unique_b, data) and self._direct:
+            self._due = conn
+
+    def _job(
+        self, conn: Connection, handle_b: bytes, entry: _Entry, unique_b: bytes, data: bytes
+    ) -> bool:
+        """Run one job whose names were checked, count it, and send its reply and the next
+        GRAB in one write. True when that GRAB went out: its answer may be read directly.
+
+        This is the job path (docs/benchmarks.md, "hot path"): plain stores, bound names, no
+        call that is not needed. Hooks go at the marked points: job start (the slot says busy,
+        the Job exists), failure (:meth:`_failed`), job end (the counters)."""
+        handler, function, timeout, counters = entry
+        words = self._words
+        state = self._state_word
         start = _monotonic()
         session = conn.session
         session.last_rx = start
         session.echo_deadline = 0.0
-        words[slot.state] = _BUSY
-        job = Job(handle_b, function, unique_b, data, conn.send_job)  # type: ignore[arg-type]
-        watchdog = self._watchdog
-        if timeout and watchdog is not None:
-            slot.floats[slot.deadline] = start + timeout
-            watchdog.current = (conn, handle_b, start + timeout, timeout, function)
+        if not self._busy:
+            self._busy = True
+            self._title("busy")
+        words[state] = _BUSY
+        # The Job with its slots filled in place: Job.__init__'s checks are for callers that
+        # may pass str; these fields come checked from the fast path or the session.
+        job = _new_job(Job)
+        job._handle = handle_b
+        job.function = function
+        job._unique = unique_b
+        job.data = data
+        job._send = conn.send_job  # type: ignore[assignment]
+        job._log = None
+        # -- job start --
+        if timeout:
+            self._arm(conn, handle_b, start, timeout, function)
         failed = False
         try:
             result = handler(job)
@@ -326,19 +375,31 @@ class Worker(ConnectionLoop):
                 result = to_bytes(result)
         except BaseException as exc:  # the job fails, the process lives on
             failed = True
-            result = self._failed(job, exc)
-        if watchdog is not None:
-            with watchdog.lock:  # from here on the watchdog leaves this job alone
-                watchdog.current = None
-                slot.floats[slot.deadline] = 0.0
+            result = self._failed(job, exc)  # -- failure --
+        if timeout:
+            self._disarm()
         end = _monotonic()
+        # -- job end: SlotWriter.count, inlined --
         self.jobs = jobs = self.jobs + 1
-        self._count(fb, jobs, failed, end - start)
-        words[slot.state] = _IDLE
+        words[self._done_word] = jobs
+        if failed:
+            words[self._failed_word] += 1
+        if counters is not None:
+            done_word, duration_word, bucket_word = counters
+            words[done_word + failed] += 1  # jobs done, or jobs failed (the next word)
+            duration = end - start
+            self._floats[duration_word] += duration
+            if duration <= _FIRST_BOUND:
+                words[bucket_word] += 1
+            else:
+                bucket = bisect_left(sb.BUCKETS, duration)
+                if bucket < _NBUCKETS:
+                    words[bucket_word + bucket] += 1
+        words[state] = _IDLE
         if self._limited:
             reason, rss = self.limits.check(jobs, end)
             if rss:
-                words[slot.rss] = rss
+                words[self._slot.rss] = rss
             if reason:
                 self.leaving = reason
         if end >= self._refresh_at:
@@ -351,21 +412,33 @@ class Worker(ConnectionLoop):
         if self._lock is None and sock is not None and session.state == UP:
             try:
                 sock.sendall(packet)
-                ok = True
+                return grab
             except OSError as exc:
                 self._lost(conn, _monotonic(), f"send failed: {exc}")
-                ok = False
-        else:
-            ok = self._send_locked(conn, packet)
-        if ok and grab and self._direct:
-            self._due = conn
-        if not ok:
-            log.warning(
-                "the result of job %s could not be sent to %s; gearmand re-queues "
-                "a job whose worker disconnected (unless it restarted without a persistent queue)",
-                job.handle,
-                conn.address,
-            )
+        elif self._send_locked(conn, packet):
+            return grab
+        log.warning(
+            "the result of job %s could not be sent to %s; gearmand re-queues "
+            "a job whose worker disconnected (unless it restarted without a persistent queue)",
+            job.handle,
+            conn.address,
+        )
+        return False
+
+    def _arm(
+        self, conn: Connection, handle_b: bytes, start: float, timeout: float, function: str
+    ) -> None:
+        """A job with a timeout starts: the watchdog fails it at ``start + timeout``."""
+        self._slot.floats[self._slot.deadline] = start + timeout
+        assert self._watchdog is not None
+        self._watchdog.current = (conn, handle_b, start + timeout, timeout, function)
+
+    def _disarm(self) -> None:
+        """The job ended in time: from here on the watchdog leaves it alone."""
+        assert self._watchdog is not None
+        with self._watchdog.lock:
+            self._watchdog.current = None
+            self._slot.floats[self._slot.deadline] = 0.0
 
     def _failed(self, job: Job, exc: BaseException) -> bytes:
         """A job raised: log it, and the reply that fails it (WORK_WARNING + WORK_FAIL). A job
