@@ -32,7 +32,7 @@ from typing import Any
 from gearmgr import scoreboard as sb
 from gearmgr.errors import ExitCode, exception_message, exception_text
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
-from gearmgr.wire.protocol import PacketType, encode, split_job_assign_uniq, work_complete
+from gearmgr.wire.protocol import PacketType, assigned_job, encode, work_complete
 from gearmgr.wire.session import (
     CONNECTING,
     DOWN,
@@ -279,7 +279,7 @@ class Worker(ConnectionLoop):
         # in the decoder, which is every read of a busy worker. Anything else (a name to check,
         # several packets, part of one) goes through the session.
         fast = not session.decoder.pending
-        split, by_name = split_job_assign_uniq, self._by_name
+        by_name = self._by_name
         while True:
             try:
                 data = recv(RECV_SIZE)
@@ -293,13 +293,10 @@ class Worker(ConnectionLoop):
                 return
             if not fast:
                 break
-            fields = split(data)
+            fields = assigned_job(data, by_name)
             if fields is None:
                 break
-            handle_b, function_b, unique_b, payload = fields
-            entry = by_name.get(function_b)
-            if entry is None or not handle_b or not handle_b.isascii():
-                break
+            handle_b, entry, unique_b, payload = fields  # (a call with *fields costs more)
             if not self._job(conn, handle_b, entry, unique_b, payload):
                 return
             if not direct:  # one read per call: the next answer is due (read it directly)

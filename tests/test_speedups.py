@@ -1,0 +1,79 @@
+"""The worker's job path in C (gearmgr/wire/_speedups.c) answers exactly as its Python reference
+(protocol._py_assigned_job, protocol._py_work_complete), on valid packets and on any bytes."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gearmgr.wire import protocol
+from gearmgr.wire.protocol import REQ, RES, Decoder, PacketType, encode
+
+speedups = pytest.importorskip(
+    "gearmgr.wire._speedups", reason="the C extension was not built (no C compiler at install)"
+)
+FUNCTIONS = {b"f": "entry f", b"reverse": "entry reverse"}
+
+
+def test_the_package_uses_the_built_extension():
+    assert protocol.SPEEDUPS and protocol.assigned_job is speedups.assigned_job
+
+
+@pytest.mark.parametrize(
+    ("handle", "function", "expected"),
+    [
+        (b"H:1", b"f", True),
+        (b"H:1", b"reverse", True),
+        (b"H:1", b"unknown", False),  # not ours: the session fails it back
+        (b"", b"f", False),  # no handle: the session drops the connection
+        (b"H:\xc3\xa9", b"f", False),  # not ASCII: the session checks it is UTF-8
+    ],
+)
+def test_a_job_is_split_or_left_to_the_session(handle: bytes, function: bytes, expected: bool):
+    for workload in (b"a\0b\0c", b"w" * 10_000):  # NULs in the workload; a large one
+        data = encode(PacketType.JOB_ASSIGN_UNIQ, handle, function, b"u-1", workload, magic=RES)
+        for impl in (speedups.assigned_job, protocol._py_assigned_job):
+            got = impl(data, FUNCTIONS)
+            if expected:
+                assert got == (handle, FUNCTIONS[function], b"u-1", workload)
+            else:
+                assert got is None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=64),
+        st.builds(
+            lambda h, f, u, w, cut, extra: (
+                encode(PacketType.JOB_ASSIGN_UNIQ, h, f, u, w, magic=RES)[: cut or None] + extra
+            ),
+            st.sampled_from([b"H:1", b"", b"H:\xff", b"H\x7f"]) | st.binary(max_size=5),
+            st.sampled_from(list(FUNCTIONS) + [b"g", b""]),
+            st.binary(max_size=5),
+            st.binary(max_size=20),
+            st.integers(-3, 0),
+            st.sampled_from([b"", b"\0", encode(PacketType.NOOP, magic=RES)]),
+        ),
+    )
+)
+def test_both_implementations_agree_on_any_bytes(data: bytes):
+    assert speedups.assigned_job(data, FUNCTIONS) == protocol._py_assigned_job(data, FUNCTIONS)
+
+
+@given(st.binary(max_size=20), st.binary(max_size=300), st.sampled_from([b"", encode(9)]))
+def test_work_complete_is_the_packet_the_decoder_reads(handle, result, then):
+    handle = handle.replace(b"\0", b"")
+    built = speedups.work_complete(handle, result, then)
+    assert built == protocol._py_work_complete(handle, result, then)
+    packets = Decoder(expect=REQ).feed(built)
+    assert (packets[0].type, packets[0].args) == (PacketType.WORK_COMPLETE, (handle, result))
+    assert len(packets) == (2 if then else 1)
+
+
+def test_wrong_argument_types_raise_type_error():
+    with pytest.raises(TypeError):
+        speedups.assigned_job("text", FUNCTIONS)
+    with pytest.raises(TypeError):
+        speedups.work_complete(b"H:1", "text", b"")
