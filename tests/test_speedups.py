@@ -50,7 +50,7 @@ def test_a_job_is_split_or_left_to_the_session(handle: bytes, function: bytes, e
                 encode(PacketType.JOB_ASSIGN_UNIQ, h, f, u, w, magic=RES)[: cut or None] + extra
             ),
             st.sampled_from([b"H:1", b"", b"H:\xff", b"H\x7f"]) | st.binary(max_size=5),
-            st.sampled_from(list(FUNCTIONS) + [b"g", b""]),
+            st.sampled_from([*FUNCTIONS, b"g", b""]),
             st.binary(max_size=5),
             st.binary(max_size=20),
             st.integers(-3, 0),
