@@ -1,5 +1,5 @@
 """The package's metadata lives in setup.cfg; this file only declares the optional C extension
-(gearmgr/wire/_speedups.c, the worker's job path: see docs/architecture.md). ``optional=True``:
+(gearmgr/_speedups.c, the worker's job path: see docs/architecture.md). ``optional=True``:
 where it cannot be compiled (no C compiler or no Python headers) the install goes on without it
 and gearmgr runs its pure-Python codec."""
 
@@ -8,8 +8,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "gearmgr.wire._speedups",
-            ["gearmgr/wire/_speedups.c"],
+            "gearmgr._speedups",
+            ["gearmgr/_speedups.c"],
             optional=True,
             extra_compile_args=["-O2"],
         )

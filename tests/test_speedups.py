@@ -1,4 +1,4 @@
-"""The worker's job path in C (gearmgr/wire/_speedups.c) answers exactly as its Python reference
+"""The worker's job path in C (gearmgr/_speedups.c) answers exactly as its Python reference
 (protocol._py_assigned_job, protocol._py_work_complete), on valid packets and on any bytes."""
 
 from __future__ import annotations
@@ -7,11 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gearmgr import scoreboard as sb
 from gearmgr.wire import protocol
 from gearmgr.wire.protocol import REQ, RES, Decoder, PacketType, encode
 
 speedups = pytest.importorskip(
-    "gearmgr.wire._speedups", reason="the C extension was not built (no C compiler at install)"
+    "gearmgr._speedups", reason="the C extension was not built (no C compiler at install)"
 )
 FUNCTIONS = {b"f": "entry f", b"reverse": "entry reverse"}
 
@@ -77,3 +78,42 @@ def test_wrong_argument_types_raise_type_error():
         speedups.assigned_job("text", FUNCTIONS)
     with pytest.raises(TypeError):
         speedups.work_complete(b"H:1", "text", b"")
+
+
+def _slot_after(jobs: list[tuple[str, bool, float]], in_c: bool) -> sb.SlotView:
+    board = sb.Scoreboard(capacity=2)
+    writer = board.writer(1, ["f", "g"])
+    if not in_c:
+        writer.job_end = writer._py_job_end
+    writer.start(123, 1.0, 4096)
+    for n, (function, failed, duration) in enumerate(jobs, 1):
+        board.words[writer.state] = sb.BUSY
+        writer.job_end(writer.counter_words(function), n, failed, duration)
+    view = board.read(1, functions=2)
+    board.close()
+    return view
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["f", "g", "past the counters"]),
+            st.booleans(),
+            st.sampled_from([0.0, 0.005, 0.0051, 0.1, 59.9, 60.0, 61.0])
+            | st.floats(0, 1e4, allow_nan=False),
+        ),
+        max_size=30,
+    )
+)
+def test_counting_a_job_in_c_stores_what_python_stores(jobs):
+    in_python, in_c = _slot_after(jobs, in_c=False), _slot_after(jobs, in_c=True)
+    assert in_c == in_python
+    assert in_c.state == "idle" and in_c.jobs_done == len(jobs)
+    assert in_c.jobs_failed == sum(failed for _, failed, _ in jobs)
+
+
+def test_the_slot_writer_counts_in_c():
+    board = sb.Scoreboard(capacity=1)
+    writer = board.writer(0, ["f"])
+    assert writer.job_end.func is speedups.count  # type: ignore[attr-defined]
+    board.close()

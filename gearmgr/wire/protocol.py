@@ -14,8 +14,8 @@ for job assignments, to fail such a job rather than drop the connection and get 
 The packet types and argument counts live in :mod:`gearmgr.wire.packets`, the text admin
 protocol (``status``, ``workers``, ``version``) in :mod:`gearmgr.wire.text`; every name of
 both is importable from here too. The worker's fast path has two helpers here,
-:func:`assigned_job` and :func:`work_complete`, compiled from ``_speedups.c`` when a C compiler
-was there at install time (pure Python otherwise).
+:func:`assigned_job` and :func:`work_complete`, compiled from ``gearmgr/_speedups.c`` when a C
+compiler was there at install time (pure Python otherwise).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import struct
 from dataclasses import dataclass
 from typing import TypeVar
 
+from gearmgr.compiled import speedups
 from gearmgr.wire.packets import (
     ARG_COUNT,
     DISCARD_HEAD,
@@ -161,9 +162,9 @@ def _py_work_complete(handle: bytes, result: bytes, then: bytes = b"") -> bytes:
 
 # The same two in C when the optional extension was built (setup.py; docs/architecture.md says
 # why): they are all the codec does for a busy worker's job. Both versions are tested alike.
-try:
-    from gearmgr.wire._speedups import assigned_job, work_complete
-except ImportError:  # no C compiler at install time: the Python versions serve
+if speedups is not None:
+    assigned_job, work_complete = speedups.assigned_job, speedups.work_complete
+else:
     assigned_job, work_complete = _py_assigned_job, _py_work_complete
 SPEEDUPS = assigned_job is not _py_assigned_job
 

@@ -25,7 +25,6 @@ import os
 import select
 import socket
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -59,7 +58,6 @@ log = logging.getLogger("gearmgr.worker")
 
 P = PacketType
 _BUSY, _IDLE = sb.BUSY, sb.IDLE
-_FIRST_BOUND, _NBUCKETS = sb.BUCKETS[0], len(sb.BUCKETS)
 _monotonic = time.monotonic
 _new_job = object.__new__
 #: What the job path needs of one function: handler, name, timeout (0.0: none), its counter
@@ -131,10 +129,10 @@ class Worker(ConnectionLoop):
             scoreboard, slot = sb.Scoreboard(capacity=1), 0
         self._sb = scoreboard
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
-        self._words, self._floats = scoreboard.words, scoreboard.floats
+        self._words = scoreboard.words
         slot_writer = self._slot
         self._state_word = slot_writer.state
-        self._done_word, self._failed_word = slot_writer.done, slot_writer.failed
+        self._job_end = slot_writer.job_end
         # function -> (handler, name, timeout or 0.0, counter words or None): one look-up per
         # job, by name (a session's Run) or by the name's bytes (the fast path)
         self._table: dict[str, _Entry] = {
@@ -341,8 +339,6 @@ class Worker(ConnectionLoop):
         call that is not needed. Hooks go at the marked points: job start (the slot says busy,
         the Job exists), failure (:meth:`_failed`), job end (the counters)."""
         handler, function, timeout, counters = entry
-        words = self._words
-        state = self._state_word
         start = _monotonic()
         session = conn.session
         session.last_rx = start
@@ -350,7 +346,7 @@ class Worker(ConnectionLoop):
         if not self._busy:
             self._busy = True
             self._title("busy")
-        words[state] = _BUSY
+        self._words[self._state_word] = _BUSY
         # The Job with its slots filled in place: Job.__init__'s checks are for callers that
         # may pass str; these fields come checked from the fast path or the session.
         job = _new_job(Job)
@@ -376,27 +372,13 @@ class Worker(ConnectionLoop):
         if timeout:
             self._disarm()
         end = _monotonic()
-        # -- job end: SlotWriter.count, inlined --
+        # -- job end: counted in the slot, which then says IDLE (one call; in C when built) --
         self.jobs = jobs = self.jobs + 1
-        words[self._done_word] = jobs
-        if failed:
-            words[self._failed_word] += 1
-        if counters is not None:
-            done_word, duration_word, bucket_word = counters
-            words[done_word + failed] += 1  # jobs done, or jobs failed (the next word)
-            duration = end - start
-            self._floats[duration_word] += duration
-            if duration <= _FIRST_BOUND:
-                words[bucket_word] += 1
-            else:
-                bucket = bisect_left(sb.BUCKETS, duration)
-                if bucket < _NBUCKETS:
-                    words[bucket_word + bucket] += 1
-        words[state] = _IDLE
+        self._job_end(counters, jobs, failed, end - start)
         if self._limited:
             reason, rss = self.limits.check(jobs, end)
             if rss:
-                words[self._slot.rss] = rss
+                self._words[self._slot.rss] = rss
             if reason:
                 self.leaving = reason
         if end >= self._refresh_at:
