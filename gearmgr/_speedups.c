@@ -7,7 +7,7 @@
  *       gearmgr/wire/protocol.py: _py_assigned_job
  *   work_complete(handle, result, then) -> bytes
  *       gearmgr/wire/protocol.py: _py_work_complete
- *   count(words, state, idle, done, failed, counters, jobs, job_failed, duration) -> None
+ *   count((words, state, idle, done, failed), counters, jobs, job_failed, duration) -> None
  *   set_buckets(bounds)
  *       gearmgr/scoreboard.py: SlotWriter.job_end
  */
@@ -183,29 +183,32 @@ word_index(PyObject *o, Py_ssize_t n, Py_ssize_t *out)
 static PyObject *
 count(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 9) {
+    /* (words, state, idle, done, failed) come as one tuple: functools.partial binds it, and
+       five arguments in all fit the small stack of a vectorcall (no allocation per call). */
+    if (nargs != 5 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 5) {
         PyErr_SetString(PyExc_TypeError,
-                        "count(words, state, idle, done, failed, counters, jobs, job_failed, "
+                        "count((words, state, idle, done, failed), counters, jobs, job_failed, "
                         "duration)");
         return NULL;
     }
+    PyObject *const *slot = &PyTuple_GET_ITEM(args[0], 0);
     if (nbounds < 0) {
         PyErr_SetString(PyExc_RuntimeError, "set_buckets() was not called");
         return NULL;
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0)
+    if (PyObject_GetBuffer(slot[0], &view, PyBUF_WRITABLE) < 0)
         return NULL;
     Py_ssize_t n = view.len / 8, state, done, failed_total, fdone = 0, fduration = 0, fbucket = 0;
     uint64_t *w = (uint64_t *)view.buf;
-    PyObject *counters = args[5];
+    PyObject *counters = args[1];
     int has_counters = counters != Py_None;
-    unsigned long long idle = PyLong_AsUnsignedLongLong(args[2]);
-    unsigned long long jobs = PyLong_AsUnsignedLongLong(args[6]);
-    int job_failed = PyObject_IsTrue(args[7]);
-    double duration = PyFloat_AsDouble(args[8]);
-    if (word_index(args[1], n, &state) < 0 || word_index(args[3], n, &done) < 0 ||
-        word_index(args[4], n, &failed_total) < 0 || PyErr_Occurred() || job_failed < 0)
+    unsigned long long idle = PyLong_AsUnsignedLongLong(slot[2]);
+    unsigned long long jobs = PyLong_AsUnsignedLongLong(args[2]);
+    int job_failed = PyObject_IsTrue(args[3]);
+    double duration = PyFloat_AsDouble(args[4]);
+    if (word_index(slot[1], n, &state) < 0 || word_index(slot[3], n, &done) < 0 ||
+        word_index(slot[4], n, &failed_total) < 0 || PyErr_Occurred() || job_failed < 0)
         goto error;
     if (has_counters) {
         if (!PyTuple_Check(counters) || PyTuple_GET_SIZE(counters) != 3) {

@@ -255,9 +255,8 @@ class SlotWriter:
         #: run for every job (the worker's job path).
         self.job_end: Callable[[Counters, int, bool, float], None] = self._py_job_end
         if _speedups is not None:
-            self.job_end = partial(
-                _speedups.count, self.words, self.state, IDLE, self.done, self.failed
-            )
+            slot = (self.words, self.state, IDLE, self.done, self.failed)
+            self.job_end = partial(_speedups.count, slot)
 
     def start(self, pid: int, started_at: float, rss: int) -> None:
         w = self.words

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench"
-SCRIPTS = ["run", "throughput", "roundtrip", "respawn", "reload", "supervisor_cost", "autoscale"]
+SCRIPTS = [
+    "run",
+    "throughput",
+    "roundtrip",
+    "respawn",
+    "reload",
+    "supervisor_cost",
+    "autoscale",
+    "instructions",
+]
 
 # Run a script as __main__ with matplotlib made unimportable, as before bench/setup.sh.
 WITHOUT_MATPLOTLIB = (

@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
-from gearmgr.errors import ExitCode, exception_message, exception_text
+from gearmgr.errors import ExitCode, exception_text
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
-from gearmgr.wire.protocol import PacketType, assigned_job, encode, work_complete
+from gearmgr.wire.protocol import PacketType, assigned_job, work_complete
 from gearmgr.wire.session import (
     CONNECTING,
     DOWN,
@@ -47,7 +47,7 @@ from gearmgr.wire.session import (
 )
 from gearmgr.words import plural
 from gearmgr.worker.connection import Connection, ConnectionLoop
-from gearmgr.worker.job import Job, to_bytes
+from gearmgr.worker.job import Job, failure_reply, to_bytes
 from gearmgr.worker.limits import Limits, current_rss
 from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
@@ -70,10 +70,6 @@ RECV_SIZE = 65536
 #: The process title's job count and the scoreboard's RSS are refreshed at most this often
 #: while jobs run (and whenever the process turns idle).
 REFRESH_INTERVAL = 1.0
-
-
-#: Characters of an exception's message a failed job's WORK_WARNING carries to its client.
-WARNING_LIMIT = 65536
 
 
 class Worker(ConnectionLoop):
@@ -357,8 +353,8 @@ class Worker(ConnectionLoop):
         job._send = conn.send_job  # type: ignore[assignment]
         job._log = None
         # -- job start --
-        if timeout:
-            self._arm(conn, handle_b, start, timeout, function)
+        if timeout:  # then there is a watchdog: it fails the job at start + timeout
+            self._watchdog.arm(conn, handle_b, start, timeout, function)  # type: ignore[union-attr]
         failed = False
         try:
             result = handler(job)
@@ -369,8 +365,8 @@ class Worker(ConnectionLoop):
         except BaseException as exc:  # the job fails, the process lives on
             failed = True
             result = self._failed(job, exc)  # -- failure --
-        if timeout:
-            self._disarm()
+        if timeout:  # in time: from here on the watchdog leaves the job alone
+            self._watchdog.disarm()  # type: ignore[union-attr]
         end = _monotonic()
         # -- job end: counted in the slot, which then says IDLE (one call; in C when built) --
         self.jobs = jobs = self.jobs + 1
@@ -404,34 +400,15 @@ class Worker(ConnectionLoop):
         )
         return False
 
-    def _arm(
-        self, conn: Connection, handle_b: bytes, start: float, timeout: float, function: str
-    ) -> None:
-        """A job with a timeout starts: the watchdog fails it at ``start + timeout``."""
-        self._slot.floats[self._slot.deadline] = start + timeout
-        assert self._watchdog is not None
-        self._watchdog.current = (conn, handle_b, start + timeout, timeout, function)
-
-    def _disarm(self) -> None:
-        """The job ended in time: from here on the watchdog leaves it alone."""
-        assert self._watchdog is not None
-        with self._watchdog.lock:
-            self._watchdog.current = None
-            self._slot.floats[self._slot.deadline] = 0.0
-
     def _failed(self, job: Job, exc: BaseException) -> bytes:
-        """A job raised: log it, and the reply that fails it (WORK_WARNING + WORK_FAIL). A job
-        that called sys.exit() or raised KeyboardInterrupt makes the process leave."""
-        # what the client reads: the whole message, bounded, whatever its characters
-        text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
+        """A job raised: log it, and the reply that fails it (job.failure_reply). A job that
+        called sys.exit() or raised KeyboardInterrupt makes the process leave."""
         job.log.error("failed: %s", exception_text(exc), exc_info=not isinstance(exc, SystemExit))
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             self._stop = True  # the job asked the process to exit: it does, and says why
             self.leaving = sb.REASON_JOB_EXIT
             self._slot.set(self._slot.job_exit, sb.job_exit_word(exc))
-        handle = job._handle
-        warning = text.encode("utf-8", "backslashreplace")
-        return encode(P.WORK_WARNING, handle, warning) + encode(P.WORK_FAIL, handle)
+        return failure_reply(job._handle, exc)
 
     # -- process state ---------------------------------------------------------------------------
 
