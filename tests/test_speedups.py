@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -117,3 +121,41 @@ def test_the_slot_writer_counts_in_c():
     writer = board.writer(0, ["f"])
     assert writer.job_end.func is speedups.count  # type: ignore[attr-defined]
     board.close()
+
+
+# A worker in pure Python (GEARMGR_PURE_PYTHON=1), in a process of its own: two jobs in a row
+# served and counted, a job of another function failed back, as with the extension.
+PURE_WORKER = """
+import socket
+from gearmgr import compiled, scoreboard as sb
+from gearmgr.wire import protocol
+from gearmgr.wire.protocol import REQ, RES, Decoder, PacketType as T, encode
+from gearmgr.worker.loop import UP, Worker
+
+assert compiled.speedups is None and protocol.assigned_job is protocol._py_assigned_job
+board = sb.Scoreboard(capacity=1)
+w = Worker(["127.0.0.1:1"], {"f": lambda job: job.data.upper()}, scoreboard=board)
+ours, server = socket.socketpair()
+conn = w.conns[0]
+conn.sock, conn.session.state = ours, UP
+for handle, function in ((b"H:1", b"f"), (b"H:2", b"f"), (b"H:3", b"g")):
+    server.sendall(encode(T.JOB_ASSIGN_UNIQ, handle, function, b"u", b"abc", magic=RES))
+    w._receive(conn)
+server.setblocking(False)
+got = [(p.type, p.args[:1]) for p in Decoder(expect=REQ).feed(server.recv(1 << 16))]
+view = board.read(0, functions=1)
+print(got == [
+    (T.WORK_COMPLETE, (b"H:1",)), (T.GRAB_JOB_UNIQ, ()),
+    (T.WORK_COMPLETE, (b"H:2",)), (T.GRAB_JOB_UNIQ, ()),
+    (T.WORK_WARNING, (b"H:3",)), (T.WORK_FAIL, (b"H:3",)), (T.GRAB_JOB_UNIQ, ()),
+], view.jobs_done, view.function_stats[0].done, view.state)
+"""
+
+
+def test_the_pure_python_job_path_serves_and_counts_jobs():
+    env = {**os.environ, "GEARMGR_PURE_PYTHON": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", PURE_WORKER], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "2", "2", "idle"]
