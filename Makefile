@@ -1,6 +1,7 @@
 # The two commands of the quick start: `make run` and `make test`. Each sets up what it needs
 # on a fresh Debian machine: a venv with the package and its test tools, and Debian's gearmand
-# (gearman-job-server) plus the C client (gearman-tools) when they are missing.
+# (gearman-job-server) plus the C client (gearman-tools), and gcc with Python's headers for the
+# job path's optional C extension, when they are missing.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
@@ -9,11 +10,13 @@ export PATH := $(PATH):/usr/sbin:/sbin
 
 .PHONY: setup venv gearmand run test lint format bench docs clean
 
-setup: venv gearmand
+# gearmand first: it installs gcc and Python's headers when missing, before pip builds the
+# optional C extension of the job path (gearmgr/_speedups.c; without them gearmgr runs pure Python).
+setup: gearmand venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: setup.cfg pyproject.toml requirements-dev.txt
+$(VENV)/.installed: setup.cfg setup.py pyproject.toml requirements-dev.txt gearmgr/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e . -r requirements-dev.txt
@@ -23,9 +26,12 @@ $(VENV)/.installed: setup.cfg pyproject.toml requirements-dev.txt
 # with pecl gearman, and Perl's Gearman::Client; iproute2, whose `ip` builds the network
 # namespaces of the multi-host test (tests/test_multihost.py); and tmux and promtool
 # (TEST_TOOLS, below). One apt-get update, only when something is missing.
-APT_PACKAGES = gearman-job-server gearman-tools
+APT_PACKAGES = gearman-job-server gearman-tools gcc python3-dev
+HAVE_PYTHON_H = $(PYTHON) -c 'import os, sys, sysconfig; \
+	sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'
 gearmand:
 	@if ! command -v gearmand >/dev/null || ! command -v gearman >/dev/null \
+		|| ! command -v gcc >/dev/null || ! $(HAVE_PYTHON_H) \
 		|| { [ -n "$(DOC_TEST_PACKAGES)" ] && ! command -v ip >/dev/null; } \
 		|| { [ -n "$(TEST_TOOLS)" ] && ! { command -v tmux && command -v promtool; } >/dev/null; } \
 		|| { [ -n "$(DOC_TEST_PACKAGES)" ] && ! { php -r 'exit(extension_loaded("gearman") ? 0 : 1);' \
@@ -65,4 +71,4 @@ bench: setup
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis gearmgr/_speedups.*.so

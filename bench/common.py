@@ -411,8 +411,9 @@ def worker_command(kind: str, address: str, function: str) -> tuple[list[str], d
     ``gearmgr`` (bench/gm_worker.py: gearmgr.worker.Worker as a forked child runs it: the no-op
     function loaded from a worker file, a scoreboard slot, process titles). ``gearmgr-bare`` is
     the same worker without the scoreboard and the titles: what reporting to the supervisor
-    costs. ``gearmgr@DIR`` runs the same with DIR first on PYTHONPATH (to compare a patched copy
-    of the package side by side).
+    costs; ``gearmgr-pure`` the same worker without its C extension (GEARMGR_PURE_PYTHON=1).
+    ``gearmgr@DIR`` runs the same with DIR first on PYTHONPATH (to compare a patched copy of the
+    package side by side).
     """
     host, port_number = parse_address(address)
     port = str(port_number)
@@ -427,6 +428,8 @@ def worker_command(kind: str, address: str, function: str) -> tuple[list[str], d
             p for p in (alt, str(ROOT), env.get("PYTHONPATH", "")) if p
         )
         bare = ["--bare"] if kind.partition("@")[0] == "gearmgr-bare" else []
+        if kind.partition("@")[0] == "gearmgr-pure":  # without the C extension
+            env["GEARMGR_PURE_PYTHON"] = "1"
         return [PY, str(BENCH / "gm_worker.py"), address, function, *bare], env
     raise ValueError(f"unknown worker kind {kind!r}")
 

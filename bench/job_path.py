@@ -3,7 +3,7 @@
     python bench/job_path.py [--jobs N] [--rounds R]
 
 A Worker with a scoreboard slot and a process title (as a forked child runs it) is fed one
-JOB_ASSIGN_UNIQ per read by a socket stand-in whose ``recv`` returns a packet and whose
+JOB_ASSIGN_UNIQ per read, N times, by a socket stand-in whose ``recv`` returns a packet and whose
 ``sendall`` keeps nothing; the no-op function returns None. What is timed is exactly the code
 between the two system calls of the real job path (recv -> codec -> Job -> function ->
 scoreboard -> reply), so a change to it shows up here in nanoseconds, free of the kernel's and
@@ -24,13 +24,18 @@ from gearmgr.worker.loop import Worker
 
 
 class FakeSocket:
-    """recv: the same JOB_ASSIGN_UNIQ every time; sendall: dropped."""
+    """recv: the same JOB_ASSIGN_UNIQ ``left`` times, then "no answer yet" (the direct read's
+    timeout, which hands over to poll); sendall: dropped."""
 
     def __init__(self, packet: bytes) -> None:
         self.packet = packet
         self.sent = 0
+        self.left = 0
 
     def recv(self, size: int) -> bytes:
+        if not self.left:
+            raise BlockingIOError
+        self.left -= 1
         return self.packet[:size]  # a new object per read, as the real recv
 
     def sendall(self, data: bytes) -> None:
@@ -64,9 +69,11 @@ def make_worker() -> tuple[Worker, object]:
 def round_ns(jobs: int) -> float:
     w, conn = make_worker()
     receive = w._receive
+    sock = conn.sock
+    sock.left = jobs  # type: ignore[union-attr]
     t0 = time.perf_counter_ns()
-    for _ in range(jobs):
-        receive(conn, True)
+    while sock.left:  # type: ignore[union-attr]
+        receive(conn, True)  # serves every job (one per call in versions before 2026-12-06)
     t1 = time.perf_counter_ns()
     assert w.jobs == jobs and conn.sock.sent == jobs  # type: ignore[union-attr]
     return (t1 - t0) / jobs

@@ -15,6 +15,7 @@ Competitors:
   c            bench/cworker.c, libgearman's gearman_worker_work() loop
   php          bench/php_worker.php, pecl GearmanWorker (what GearmanManager runs)
   gearmgr-bare the same worker without scoreboard slot and titles (the cost of reporting)
+  gearmgr-pure the same worker without its C extension (GEARMGR_PURE_PYTHON=1)
   gearmgr@DIR  gearmgr.worker from DIR (a patched copy), for side-by-side comparisons
 
 The whole run is made once per gearmand setting (``--gearmand-threads``, default ``1,default``:

@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from gearmgr.compiled import speedups as _speedups
+
 #: Upper bounds (seconds) of the job duration histogram buckets.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FUNC_STRIDE = 3 + len(BUCKETS)
@@ -47,6 +49,10 @@ RECORD_LOST = len(RECORD_REASONS)  # RECORDED + this: records that could not be 
 WORDS_PER_SLOT = RECORDED + len(RECORD_REASONS) + 1
 SLOT_BYTES = WORDS_PER_SLOT * 8
 F_DONE, F_FAILED, F_DURATION, F_BUCKETS = 0, 1, 2, 3
+#: A function's counter words as the job path uses them (SlotWriter.counter_words).
+Counters = tuple[int, int, int] | None
+if _speedups is not None:
+    _speedups.set_buckets(BUCKETS)
 
 PID, STATE, JOBS_DONE, JOBS_FAILED, RSS, STARTED_AT, JOB_DEADLINE = 0, 1, 3, 4, 5, 6, 7
 EXIT_REASON, SERVERS_CONNECTED, JOB_EXIT = 8, 9, 10
@@ -267,6 +273,7 @@ class SlotWriter:
         "functions",
         "hand",
         "in_hand",
+        "job_end",
         "job_exit",
         "pid",
         "places",
@@ -301,6 +308,14 @@ class SlotWriter:
             for i, name in enumerate(functions)
             if i < MAX_FUNCTION_COUNTERS
         }
+        #: ``job_end(counters, jobs, failed, duration)``: one finished job (the process's
+        #: ``jobs``-th) counted in the totals and in ``counters`` (from :meth:`counter_words`),
+        #: then the state word says IDLE. In C when gearmgr/_speedups.c was built: these stores
+        #: run for every job (the worker's job path).
+        self.job_end: Callable[[Counters, int, bool, float], None] = self._py_job_end
+        if _speedups is not None:
+            slot = (self.words, self.state, IDLE, self.done, self.failed)
+            self.job_end = partial(_speedups.count, slot)
 
     def job_store(self, number: int) -> Callable[[bytes, bytes], None]:
         """The store that publishes the job in hand, for the function at place ``number`` of
@@ -323,20 +338,32 @@ class SlotWriter:
         self.words[self.exit_reason] = reason
         self.words[self.state] = STOPPING
 
-    def job_done(self, function: str, jobs: int, failed: bool, duration: float) -> None:
-        """Count one finished job (the process's ``jobs``-th) of ``function``."""
-        self.count(self.functions.get(function), jobs, failed, duration)
+    def counter_words(self, function: str) -> Counters:
+        """The words :meth:`job_end` adds to for ``function``: (jobs done, the duration sum,
+        the first duration bucket); jobs failed is the word after jobs done. None for a
+        function past MAX_FUNCTION_COUNTERS (counted in the totals only)."""
+        fb = self.functions.get(function)
+        return None if fb is None else (fb + F_DONE, fb + F_DURATION, fb + F_BUCKETS)
 
-    def count(self, fb: int | None, jobs: int, failed: bool, duration: float) -> None:
-        """:meth:`job_done` for a function whose first counter word is ``fb`` (from
-        ``functions``; None: a function past MAX_FUNCTION_COUNTERS, counted in the totals)."""
+    def job_done(self, function: str, jobs: int, failed: bool, duration: float) -> None:
+        """Count one finished job (the process's ``jobs``-th) of ``function``; the state word
+        is left alone (the watchdog counts the job it fails, then the process exits)."""
+        self._py_job_end(self.counter_words(function), jobs, failed, duration, None)
+
+    def _py_job_end(
+        self, counters: Counters, jobs: int, failed: bool, duration: float, state: int | None = IDLE
+    ) -> None:
+        """:attr:`job_end` in Python: count the job, then the state word says ``state``."""
         w = self.words
         w[self.done] = jobs
         if failed:
             w[self.failed] += 1
-        if fb is not None:
-            w[fb + failed] += 1  # F_DONE or F_FAILED
-            self.floats[fb + F_DURATION] += duration
+        if counters is not None:
+            done, duration_word, first_bucket = counters
+            w[done + failed] += 1  # jobs done, or jobs failed (the next word)
+            self.floats[duration_word] += duration
             bucket = 0 if duration <= _FIRST_BOUND else bisect_left(BUCKETS, duration)
             if bucket < _NBUCKETS:
-                w[fb + F_BUCKETS + bucket] += 1
+                w[first_bucket + bucket] += 1
+        if state is not None:
+            w[self.state] = state

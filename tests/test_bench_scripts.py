@@ -21,6 +21,7 @@ SCRIPTS = [
     "failed_jobs",
     "top_cost",
     "concurrency",
+    "instructions",
 ]
 
 # Run a script as __main__ with matplotlib made unimportable, as before bench/setup.sh.

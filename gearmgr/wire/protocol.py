@@ -13,15 +13,18 @@ for job assignments, to fail such a job rather than drop the connection and get 
 
 The packet types and argument counts live in :mod:`gearmgr.wire.packets`, the text admin
 protocol (``status``, ``workers``, ``version``) in :mod:`gearmgr.wire.text`; every name of
-both is importable from here too. The worker's fast path has two helpers here:
-:func:`split_job_assign_uniq` (and :meth:`Decoder.whole_job`) and :func:`work_complete`.
+both is importable from here too. The worker's fast path has two helpers here,
+:func:`assigned_job` and :func:`work_complete`, compiled from ``gearmgr/_speedups.c`` when a C
+compiler was there at install time (pure Python otherwise).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import struct
 from dataclasses import dataclass
+from typing import TypeVar
 
+from gearmgr.compiled import speedups
 from gearmgr.wire.packets import (
     ARG_COUNT,
     DISCARD_HEAD,
@@ -56,10 +59,10 @@ __all__ = [
     "PacketType",
     "ProtocolError",
     "WorkerInfo",
+    "assigned_job",
     "encode",
     "parse_status",
     "parse_workers",
-    "split_job_assign_uniq",
     "work_complete",
 ]
 
@@ -98,48 +101,72 @@ def encode(ptype: int, *args: bytes, magic: bytes = REQ) -> bytes:
     return _pack_header(magic, ptype, len(body)) + body
 
 
-_unpack_header = HEADER.unpack_from
-_ASSIGN_UNIQ = PacketType.JOB_ASSIGN_UNIQ
+#: A JOB_ASSIGN_UNIQ response's header, its magic and type read as one 64-bit number, then its
+#: body's length: one unpack, no bytes object for the magic.
+_ASSIGN_HEAD = struct.Struct(">QI").unpack_from
+_ASSIGN_KEY = int.from_bytes(RES + PacketType.JOB_ASSIGN_UNIQ.to_bytes(4, "big"), "big")
 #: Bodies up to this size are split from a copy (the copy costs less than two more calls).
 _SPLIT_COPY_MAX = 4096
+#: WORK_COMPLETE's header without its length.
+_COMPLETE_HEAD = struct.Struct(">8sI").pack
+_COMPLETE_PREFIX = REQ + PacketType.WORK_COMPLETE.to_bytes(4, "big")
+
+V = TypeVar("V")
 
 
-def split_job_assign_uniq(data: bytes) -> Sequence[bytes] | None:
-    """``(handle, function, unique, workload)`` if ``data`` is exactly one whole JOB_ASSIGN_UNIQ
-    response, else None (then feed it to a :class:`Decoder`). A worker's fast path: a busy
-    worker's every read is one such packet."""
-    if len(data) <= HEADER_SIZE:
+def _py_assigned_job(
+    data: bytes, functions: dict[bytes, V]
+) -> tuple[bytes, V, bytes, bytes] | None:
+    """``(handle, functions[name], unique, workload)`` if ``data`` is exactly one whole
+    JOB_ASSIGN_UNIQ response whose handle is ASCII and not empty and whose function is in
+    ``functions``; else None (then feed ``data`` to a :class:`Decoder`, whose session checks
+    every name). A busy worker's every read is one such packet."""
+    try:
+        key, size = _ASSIGN_HEAD(data)
+    except struct.error:  # shorter than a header
         return None
-    magic, ptype, size = _unpack_header(data)
-    if ptype != _ASSIGN_UNIQ or magic != RES or size + HEADER_SIZE != len(data):
+    if key != _ASSIGN_KEY or size + HEADER_SIZE != len(data):
         return None
     if size < _SPLIT_COPY_MAX:  # one split of a copy: fewer calls than three finds
         parts = data[HEADER_SIZE:].split(b"\0", 3)
-        return parts if len(parts) == 4 else None
-    find = data.find  # a large workload: cut at the three NULs, copied once
-    h = find(b"\0", HEADER_SIZE)
-    f = find(b"\0", h + 1) if h > 0 else -1
-    u = find(b"\0", f + 1) if f > 0 else -1
-    if u < 0:
+        if len(parts) != 4:
+            return None
+        handle, name, unique, workload = parts
+    else:  # a large workload: cut at the three NULs, copied once
+        find = data.find
+        h = find(b"\0", HEADER_SIZE)
+        f = find(b"\0", h + 1) if h > 0 else -1
+        u = find(b"\0", f + 1) if f > 0 else -1
+        if u < 0:
+            return None
+        handle, name, unique, workload = data[12:h], data[h + 1 : f], data[f + 1 : u], data[u + 1 :]
+    value = functions.get(name)
+    if value is None or not handle or not handle.isascii():
         return None
-    return data[HEADER_SIZE:h], data[h + 1 : f], data[f + 1 : u], data[u + 1 :]
+    return handle, value, unique, workload
 
 
-_WORK_COMPLETE = PacketType.WORK_COMPLETE
-
-
-def work_complete(handle: bytes, result: bytes, then: bytes = b"") -> bytes:
+def _py_work_complete(handle: bytes, result: bytes, then: bytes = b"") -> bytes:
     """WORK_COMPLETE for ``handle`` followed by the packet(s) ``then`` (the next GRAB), as one
     buffer built with one copy of ``result``."""
     return b"".join(
         (
-            _pack_header(REQ, _WORK_COMPLETE, len(handle) + 1 + len(result)),
+            _COMPLETE_HEAD(_COMPLETE_PREFIX, len(handle) + 1 + len(result)),
             handle,
             b"\0",
             result,
             then,
         )
     )
+
+
+# The same two in C when the optional extension was built (setup.py; docs/architecture.md says
+# why): they are all the codec does for a busy worker's job. Both versions are tested alike.
+if speedups is not None:
+    assigned_job, work_complete = speedups.assigned_job, speedups.work_complete
+else:
+    assigned_job, work_complete = _py_assigned_job, _py_work_complete
+SPEEDUPS = assigned_job is not _py_assigned_job
 
 
 class Decoder:
@@ -191,13 +218,6 @@ class Decoder:
         self._skipped: tuple[bytes, int, int] | None = None
         self._head = b""
         self._left = 0
-
-    def whole_job(self, data: bytes) -> Sequence[bytes] | None:
-        """The fields of ``data`` if it is one whole JOB_ASSIGN_UNIQ and nothing is pending
-        (see :func:`split_job_assign_uniq`); else None, and ``data`` goes to :meth:`feed`."""
-        if self._size or self._left:
-            return None
-        return split_job_assign_uniq(data)
 
     @property
     def pending(self) -> int:

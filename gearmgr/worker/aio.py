@@ -36,20 +36,18 @@ from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
 from gearmgr.wire.places import Places, PlacesSession
 from gearmgr.wire.protocol import work_complete
 from gearmgr.wire.session import RESET_ABILITIES, UP, Connect, Drop, Run, Send
-from gearmgr.words import plural
 from gearmgr.worker.aio_link import (
     Deadlines,
     Link,
     Owner,
     blocking,
-    failure,
     install_signals,
     resumed,
     timeout_reply,
 )
 from gearmgr.worker.failures import Failures
 from gearmgr.worker.job import Job, to_bytes
-from gearmgr.worker.limits import Limits, current_rss
+from gearmgr.worker.limits import Limits, current_rss, leave
 
 __all__ = ["AsyncWorker", "blocking"]
 
@@ -150,14 +148,7 @@ class AsyncWorker(Owner):
         slot.start(os.getpid(), self.started, current_rss())
         self._words[slot.in_hand] = 0
         self._words[slot.places] = self.concurrency
-        if self.limits.max_memory and current_rss() > self.limits.max_memory:
-            log.warning(
-                "a fresh process already uses %d bytes, over max_memory (%d); "
-                "memory recycling is off for this process to avoid a recycle loop",
-                current_rss(),
-                self.limits.max_memory,
-            )
-            self.limits.max_memory = 0
+        self.limits.check_baseline()
         if self.limits.deadline:
             loop.call_at(
                 loop.time() + self.limits.deadline - _monotonic(),
@@ -343,7 +334,7 @@ class AsyncWorker(Owner):
         self.places.release()
         self.jobs = jobs = self.jobs + 1
         slot, words = self._slot, self._words
-        slot.count(fb, jobs, failed, duration)
+        slot.job_done(function, jobs, failed, duration)  # the state word is left alone
         running = self.places.running
         words[slot.in_hand] = running
         if not running:
@@ -384,8 +375,7 @@ class AsyncWorker(Owner):
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             self._slot.set(self._slot.job_exit, sb.job_exit_word(exc))
             self._begin_stop(sb.REASON_JOB_EXIT)
-        self._failures.exception(job, exc)  # recorded before the WORK_FAIL goes out
-        return failure(job, exc)
+        return self._failures.fail(job, exc)  # recorded before the WORK_FAIL goes out
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -407,18 +397,12 @@ class AsyncWorker(Owner):
                 link.changed.set()  # wake the keepers: they end
 
     def _shutdown(self) -> int:
-        reason = self.leaving or sb.REASON_STOP
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            log.warning("the supervisor is gone; exiting")
-            reason = sb.REASON_PARENT_GONE
-        self._slot.leaving(reason)
+        leave(self._slot, self.leaving, self.parent_pid, self.jobs)
         for link in self.links:
             if link.session.state == UP and link.transport is not None:
                 link.out.append(RESET_ABILITIES)
                 link.flush()
                 link.close()
-        if reason not in (sb.REASON_STOP, sb.REASON_PARENT_GONE):
-            log.info("leaving after %s (%s)", plural(self.jobs, "job"), sb.REASON_NAMES[reason])
         return ExitCode.OK
 
     # -- process state ------------------------------------------------------------------------

@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from gearmgr.errors import exception_message, exception_text
 from gearmgr.scoreboard import SlotWriter
 from gearmgr.wire.places import PlacesSession
 from gearmgr.wire.protocol import PacketType, encode
@@ -178,16 +177,6 @@ def timeout_reply(handle: bytes, limit: float) -> bytes:
     """The reply failing a job that overran its timeout."""
     text = f"TimeoutError: job exceeded its timeout of {limit:g}s".encode()
     return encode(PacketType.WORK_WARNING, handle, text) + encode(PacketType.WORK_FAIL, handle)
-
-
-def failure(job: Job, exc: BaseException) -> bytes:
-    """Log a job that raised; the reply that fails it (WORK_WARNING ``Type: message``, then
-    WORK_FAIL), as the sync loop sends it."""
-    text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
-    job.log.error("failed: %s", exception_text(exc), exc_info=not isinstance(exc, SystemExit))
-    handle = job._handle
-    warning = text.encode("utf-8", "backslashreplace")
-    return encode(PacketType.WORK_WARNING, handle, warning) + encode(PacketType.WORK_FAIL, handle)
 
 
 class _Resume:

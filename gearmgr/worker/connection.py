@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import math
 import os
 import select
 import socket
@@ -178,3 +179,10 @@ class ConnectionLoop:
             send(conn, data)
 
         return send_job
+
+
+def poll_timeout(deadline: float, now: float) -> int:
+    """Milliseconds until ``deadline`` for poll(), rounded up; -1 (no timeout) for ``inf``."""
+    if deadline == math.inf:
+        return -1
+    return max(0, math.ceil((deadline - now) * 1000))

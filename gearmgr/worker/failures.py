@@ -23,7 +23,7 @@ from gearmgr.errors import exception_text
 from gearmgr.failures.quarantine import QuarantineBoard, Quarantined, View
 from gearmgr.failures.store import FailedJobs, Failure, RecordSettings, StoreError
 from gearmgr.logs import Throttle
-from gearmgr.worker.job import Job
+from gearmgr.worker.job import Job, failure_reply
 
 log = logging.getLogger("gearmgr.worker")
 
@@ -50,6 +50,14 @@ class Failures:
         self._lock = threading.Lock()  # the watchdog thread records too
         self._throttle = Throttle(60.0)
         self.thread_id = threading.get_ident()
+
+    def fail(self, job: Job, exc: BaseException) -> bytes:
+        """A job raised (or was quarantined): record it, log it (with its traceback, but for
+        SystemExit and a quarantine), and return the reply that fails it for its client."""
+        self.exception(job, exc)  # recorded before the WORK_FAIL goes out
+        trace = not isinstance(exc, (SystemExit, Quarantined))
+        job.log.error("failed: %s", exception_text(exc), exc_info=trace)
+        return failure_reply(job._handle, exc)
 
     def exception(self, job: Job, exc: BaseException) -> None:
         """The job raised (or was quarantined): record it."""

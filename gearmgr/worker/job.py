@@ -7,7 +7,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from gearmgr.errors import exception_message
 from gearmgr.wire.protocol import PacketType, encode
+
+#: Characters of an exception's message a failed job's WORK_WARNING carries to its client.
+WARNING_LIMIT = 65536
 
 _WORK_STATUS = PacketType.WORK_STATUS
 _WORK_DATA = PacketType.WORK_DATA
@@ -96,6 +100,14 @@ class Job:
 
     def __repr__(self) -> str:
         return f"<Job {self.function} {self.handle} unique={self.unique!r} {len(self.data)}B>"
+
+
+def failure_reply(handle: bytes, exc: BaseException) -> bytes:
+    """What fails a job that raised ``exc`` for its client: WORK_WARNING with the exception's
+    type and whole message (bounded, whatever its characters), then WORK_FAIL."""
+    text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
+    warning = text.encode("utf-8", "backslashreplace")
+    return encode(_WORK_WARNING, handle, warning) + encode(PacketType.WORK_FAIL, handle)
 
 
 def to_bytes(value: Any) -> bytes:

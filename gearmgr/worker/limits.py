@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from gearmgr import scoreboard as sb
+from gearmgr.words import plural
+
+log = logging.getLogger("gearmgr.worker")
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -18,6 +22,18 @@ def current_rss() -> int:
         return 0
 
 
+def leave(slot: sb.SlotWriter, leaving: int, parent_pid: int | None, jobs: int) -> None:
+    """The process leaves: why, in its slot (``leaving``, else a stop; the supervisor gone when
+    the parent changed), and in the log when a limit or a job made it leave."""
+    reason = leaving or sb.REASON_STOP
+    if parent_pid is not None and os.getppid() != parent_pid:
+        log.warning("the supervisor is gone; exiting")
+        reason = sb.REASON_PARENT_GONE
+    slot.leaving(reason)
+    if reason not in (sb.REASON_STOP, sb.REASON_PARENT_GONE):
+        log.info("leaving after %s (%s)", plural(jobs, "job"), sb.REASON_NAMES[reason])
+
+
 class Limits:
     """The three recycling limits (0 disables each); ``deadline`` is the monotonic time at
     which max_lifetime is reached (0.0: none)."""
@@ -28,6 +44,19 @@ class Limits:
         self.max_jobs = max_jobs
         self.max_memory = max_memory
         self.deadline = started + max_lifetime if max_lifetime > 0 else 0.0
+
+    def check_baseline(self) -> None:
+        """At start: a process already over max_memory would be recycled after every job (a
+        recycle loop): memory recycling is turned off for it, and it says so."""
+        baseline = current_rss() if self.max_memory else 0
+        if baseline > self.max_memory:
+            log.warning(
+                "a fresh process already uses %d bytes, over max_memory (%d); "
+                "memory recycling is off for this process to avoid a recycle loop",
+                baseline,
+                self.max_memory,
+            )
+            self.max_memory = 0
 
     def __bool__(self) -> bool:
         return bool(self.max_jobs or self.deadline or self.max_memory)

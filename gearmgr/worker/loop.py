@@ -1,20 +1,16 @@
 """The worker loop: a thin socket loop under the protocol sessions (gearmgr.wire.session).
 
-Runs in a worker process (forked by the supervisor, or on its own through the library API).
-One process runs one job at a time, from any of its servers. The job path of a busy worker
-with one server is two system calls: ``recv`` of a JOB_ASSIGN_UNIQ (read without asking
-``poll``, as gearmand answers a GRAB at once) -> the function -> one ``sendall`` carrying
-WORK_COMPLETE and the next GRAB_JOB_UNIQ. Nothing else happens there: no logging above debug,
-limits checked with arithmetic, the scoreboard written with plain stores, the process title
-and RSS refreshed at most once a second.
+Runs in a worker process (forked by the supervisor, or on its own through the library API), one
+job at a time from any of its servers. The job path of a busy worker is two system calls:
+``recv`` of a JOB_ASSIGN_UNIQ (read without asking ``poll``: gearmand answers a GRAB at once)
+-> the function -> one ``sendall`` of WORK_COMPLETE and the next GRAB_JOB_UNIQ. No logging
+above debug there, limits checked with arithmetic, the scoreboard written with plain stores,
+the title and RSS refreshed at most once a second.
 
 An idle worker sleeps in ``poll`` until a server sends something (a NOOP), a signal arrives
-(the wakeup pipe) or the next deadline its sessions and limits name (a keep-alive after 30 s
-of silence, a reconnect, max_lifetime): no timer wakes it. The supervisor's death is a SIGTERM
-(PR_SET_PDEATHSIG, set by gearmgr.worker.child), so it needs no polling either.
-
-Signals (gearmgr.worker.wakeup) only record and wake ``poll``: TERM stops gracefully (finish
-the job in hand, send RESET_ABILITIES, exit), USR1 reopens the log file.
+(the wakeup pipe: TERM stops gracefully, USR1 reopens the log file) or the next deadline of its
+sessions and limits (keep-alive, reconnect, max_lifetime). The supervisor's death is a SIGTERM
+(PR_SET_PDEATHSIG, set by gearmgr.worker.child): no polling for it either.
 """
 
 from __future__ import annotations
@@ -30,11 +26,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from gearmgr import scoreboard as sb
-from gearmgr.errors import ExitCode, exception_message, exception_text
-from gearmgr.failures.quarantine import QuarantineBoard, Quarantined
+from gearmgr.errors import ExitCode
+from gearmgr.failures.quarantine import QuarantineBoard
 from gearmgr.failures.store import RecordSettings
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
-from gearmgr.wire.protocol import PacketType, encode, work_complete
+from gearmgr.wire.protocol import assigned_job, work_complete
 from gearmgr.wire.session import (
     CONNECTING,
     DOWN,
@@ -48,11 +44,10 @@ from gearmgr.wire.session import (
     Send,
     ServerSession,
 )
-from gearmgr.words import plural
-from gearmgr.worker.connection import Connection, ConnectionLoop
+from gearmgr.worker.connection import Connection, ConnectionLoop, poll_timeout
 from gearmgr.worker.failures import Failures
 from gearmgr.worker.job import Job, to_bytes
-from gearmgr.worker.limits import Limits, current_rss
+from gearmgr.worker.limits import Limits, current_rss, leave
 from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
 
@@ -60,9 +55,15 @@ __all__ = ["DOWN", "UP", "Worker", "current_rss"]
 
 log = logging.getLogger("gearmgr.worker")
 
-P = PacketType
-_BUSY, _IDLE = sb.BUSY, sb.IDLE
+_BUSY = sb.BUSY
 _monotonic = time.monotonic
+_new_job = object.__new__
+#: What the job path needs of one function: handler, name, timeout (0.0: none), its counter
+#: words in the scoreboard (SlotWriter.counter_words), the store that publishes the job in hand
+#: (SlotWriter.job_store).
+_Entry = tuple[
+    Callable[[Job], Any], str, float, "tuple[int, int, int] | None", Callable[[bytes, bytes], None]
+]
 #: Bytes asked of one recv(). Kept under glibc's default mmap threshold (128 KiB): CPython
 #: allocates the whole size for each recv() and shrinks it after, and a 256 KiB request cost
 #: an mmap + mremap + munmap per job whenever the threshold had not been raised.
@@ -70,10 +71,6 @@ RECV_SIZE = 65536
 #: The process title's job count and the scoreboard's RSS are refreshed at most this often
 #: while jobs run (and whenever the process turns idle).
 REFRESH_INTERVAL = 1.0
-
-
-#: Characters of an exception's message a failed job's WORK_WARNING carries to its client.
-WARNING_LIMIT = 65536
 
 
 class Worker(ConnectionLoop):
@@ -134,21 +131,25 @@ class Worker(ConnectionLoop):
         self._sb = scoreboard
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
         self._words = scoreboard.words
-        self._count = self._slot.count
-        self._failures = Failures(records, quarantine, scoreboard, slot, self._slot)
+        slot_writer = self._slot
+        self._state_word = slot_writer.state
+        self._job_end = slot_writer.job_end
+        self._failures = Failures(records, quarantine, scoreboard, slot, slot_writer)
         self._quarantine = self._failures.view
         order = counters if counters is not None else names
-        # function -> (handler, timeout or 0.0, first counter word or None, the store that
-        # publishes the job in hand): one look-up per job
-        self._table = {
+        # function -> _Entry: one look-up per job, by name (a session's Run) or by the name's
+        # bytes (the fast path)
+        self._table: dict[str, _Entry] = {
             name: (
                 fn,
+                name,
                 self.timeouts.get(name, 0.0),
-                self._slot.functions.get(name),
-                self._slot.job_store(order.index(name) if name in order else -1),
+                slot_writer.counter_words(name),
+                slot_writer.job_store(order.index(name) if name in order else -1),
             )
             for name, fn in self.handlers.items()
         }
+        self._by_name = {name.encode(): entry for name, entry in self._table.items()}
         # Timeouts: a watchdog thread fails the overrunning job; sends are then serialised.
         self._watchdog: Watchdog | None = None
         if self.timeouts:
@@ -173,16 +174,7 @@ class Worker(ConnectionLoop):
         self._poll.register(self._wakeup.r, select.POLLIN)
         self._slot.start(os.getpid(), self.started, current_rss())
         self._failures.thread_id = threading.get_ident()
-        if self.limits.max_memory:
-            baseline = current_rss()
-            if baseline > self.limits.max_memory:
-                log.warning(
-                    "a fresh process already uses %d bytes, over max_memory (%d); "
-                    "memory recycling is off for this process to avoid a recycle loop",
-                    baseline,
-                    self.limits.max_memory,
-                )
-                self.limits.max_memory = 0
+        self.limits.check_baseline()
         self._limited = bool(self.limits)
         if self._watchdog is not None:
             self._watchdog.start()
@@ -198,7 +190,7 @@ class Worker(ConnectionLoop):
                     self._receive(due, direct=True)
                     continue
             deadline = self._deadline()
-            events = self._poll.poll(_poll_timeout(deadline, _monotonic()))
+            events = self._poll.poll(poll_timeout(deadline, _monotonic()))
             for fd, _ev in events:
                 conn: Connection | None = self._by_fd.get(fd)
                 if conn is None:
@@ -279,28 +271,44 @@ class Worker(ConnectionLoop):
     # -- packets ---------------------------------------------------------------------------------
 
     def _receive(self, conn: Connection, direct: bool = False) -> None:
-        sock = conn.sock
-        assert sock is not None
-        try:
-            data = sock.recv(RECV_SIZE)
-        except BlockingIOError:  # a direct read ran into SO_RCVTIMEO: poll() takes over
-            return
-        except OSError as exc:
-            self._lost(conn, _monotonic(), f"receive failed: {exc}")
-            return
-        if not data:
-            self._lost(conn, _monotonic(), "connection closed by the server")
-            return
+        """Read ``conn`` and act on what came. ``direct``: the read of the answer to our GRAB,
+        made without asking poll() first; then the jobs that follow one another are all served
+        here, each answer read directly after the reply that asked for it (a busy worker stays
+        in this loop: one recv and one sendall per job, nothing else)."""
         session = conn.session
-        # Fast path: the read holds exactly one JOB_ASSIGN_UNIQ and nothing is pending, which
-        # is every job of a busy worker. Anything else (a name to check) goes the long way.
-        fields = session.decoder.whole_job(data)
-        if fields is not None:
-            handle_b, function_b, unique_b, payload = fields
-            function = session.functions.get(function_b)
-            if function is not None and handle_b and handle_b.isascii():
-                self._run_job(conn, handle_b, function, unique_b, payload)
+        recv = conn.sock.recv  # type: ignore[union-attr]
+        # Fast path: a read that holds exactly one JOB_ASSIGN_UNIQ of ours with nothing pending
+        # in the decoder, which is every read of a busy worker. Anything else (a name to check,
+        # several packets, part of one) goes through the session.
+        fast = not session.decoder.pending
+        by_name = self._by_name
+        while True:
+            try:
+                data = recv(RECV_SIZE)
+            except BlockingIOError:  # a direct read ran into SO_RCVTIMEO: poll() takes over
                 return
+            except OSError as exc:
+                self._lost(conn, _monotonic(), f"receive failed: {exc}")
+                return
+            if not data:
+                self._lost(conn, _monotonic(), "connection closed by the server")
+                return
+            if not fast:
+                break
+            fields = assigned_job(data, by_name)
+            if fields is None:
+                break
+            handle_b, entry, unique_b, payload = fields  # (a call with *fields costs more)
+            if not self._job(conn, handle_b, entry, unique_b, payload):
+                return
+            if not direct:  # one read per call: the next answer is due (read it directly)
+                if self._direct:
+                    self._due = conn
+                return
+        self._decode(conn, session, data, direct)
+
+    def _decode(self, conn: Connection, session: ServerSession, data: bytes, direct: bool) -> None:
+        """What the fast path left: decode ``data`` and act on each packet."""
         now = _monotonic()
         packets = session.decode(data, now)
         if isinstance(packets, Drop):
@@ -321,26 +329,44 @@ class Worker(ConnectionLoop):
     def _run_job(
         self, conn: Connection, handle_b: bytes, function: str, unique_b: bytes, data: bytes
     ) -> None:
-        """Run one job whose names were checked; reply and grab the next in one write."""
-        if not self._busy:
-            self._busy = True
-            self._title("busy")
-        handler, timeout, fb, in_hand = self._table[function]
-        words, slot = self._words, self._slot
-        in_hand(handle_b, unique_b)  # for the supervisor, should this job kill the process
-        quarantine = self._quarantine
-        if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
-            handler = quarantine.screen(function, handle_b, unique_b, handler)
+        """A job the session decided to Run (its names checked)."""
+        if self._job(conn, handle_b, self._table[function], unique_b, data) and self._direct:
+            self._due = conn
+
+    def _job(
+        self, conn: Connection, handle_b: bytes, entry: _Entry, unique_b: bytes, data: bytes
+    ) -> bool:
+        """Run one job whose names were checked, count it, and send its reply and the next
+        GRAB in one write. True when that GRAB went out: its answer may be read directly.
+
+        This is the job path (docs/benchmarks.md, "hot path"): plain stores, bound names, no
+        call that is not needed. Hooks go at the marked points: job start (the slot says busy,
+        the Job exists), failure (:meth:`_failed`), job end (the counters)."""
+        handler, function, timeout, counters, in_hand = entry
         start = _monotonic()
         session = conn.session
         session.last_rx = start
         session.echo_deadline = 0.0
-        words[slot.state] = _BUSY
-        job = Job(handle_b, function, unique_b, data, conn.send_job)  # type: ignore[arg-type]
-        watchdog = self._watchdog
-        if timeout and watchdog is not None:
-            slot.floats[slot.deadline] = start + timeout
-            watchdog.current = (conn, handle_b, start + timeout, timeout, function, job)
+        if not self._busy:
+            self._busy = True
+            self._title("busy")
+        self._words[self._state_word] = _BUSY
+        # The Job with its slots filled in place: Job.__init__'s checks are for callers that
+        # may pass str; these fields come checked from the fast path or the session.
+        job = _new_job(Job)
+        job._handle = handle_b
+        job.function = function
+        job._unique = unique_b
+        job.data = data
+        job._send = conn.send_job  # type: ignore[assignment]
+        job._log = None
+        # -- job start --
+        in_hand(handle_b, unique_b)  # for the supervisor, should this job kill the process
+        quarantine = self._quarantine
+        if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
+            handler = quarantine.screen(function, handle_b, unique_b, handler)
+        if timeout:  # then there is a watchdog: it fails the job at start + timeout
+            self._watchdog.arm(conn, handle_b, start, timeout, function, job)  # type: ignore[union-attr]
         failed = False
         try:
             result = handler(job)
@@ -350,19 +376,17 @@ class Worker(ConnectionLoop):
                 result = to_bytes(result)
         except BaseException as exc:  # the job fails, the process lives on
             failed = True
-            result = self._failed(job, exc)
-        if watchdog is not None:
-            with watchdog.lock:  # from here on the watchdog leaves this job alone
-                watchdog.current = None
-                slot.floats[slot.deadline] = 0.0
+            result = self._failed(job, exc)  # -- failure --
+        if timeout:  # in time: from here on the watchdog leaves the job alone
+            self._watchdog.disarm()  # type: ignore[union-attr]
         end = _monotonic()
+        # -- job end: counted in the slot, which then says IDLE (one call; in C when built) --
         self.jobs = jobs = self.jobs + 1
-        self._count(fb, jobs, failed, end - start)
-        words[slot.state] = _IDLE
+        self._job_end(counters, jobs, failed, end - start)
         if self._limited:
             reason, rss = self.limits.check(jobs, end)
             if rss:
-                words[slot.rss] = rss
+                self._words[self._slot.rss] = rss
             if reason:
                 self.leaving = reason
         if end >= self._refresh_at:
@@ -375,53 +399,38 @@ class Worker(ConnectionLoop):
         if self._lock is None and sock is not None and session.state == UP:
             try:
                 sock.sendall(packet)
-                ok = True
+                return grab
             except OSError as exc:
                 self._lost(conn, _monotonic(), f"send failed: {exc}")
-                ok = False
-        else:
-            ok = self._send_locked(conn, packet)
-        if ok and grab and self._direct:
-            self._due = conn
-        if not ok:
-            log.warning(
-                "the result of job %s could not be sent to %s; gearmand re-queues "
-                "a job whose worker disconnected (unless it restarted without a persistent queue)",
-                job.handle,
-                conn.address,
-            )
+        elif self._send_locked(conn, packet):
+            return grab
+        log.warning(
+            "the result of job %s could not be sent to %s; gearmand re-queues "
+            "a job whose worker disconnected (unless it restarted without a persistent queue)",
+            job.handle,
+            conn.address,
+        )
+        return False
 
     def _failed(self, job: Job, exc: BaseException) -> bytes:
-        """A job raised: log it, and the reply that fails it (WORK_WARNING + WORK_FAIL). A job
-        that called sys.exit() or raised KeyboardInterrupt makes the process leave."""
-        # what the client reads: the whole message, bounded, whatever its characters
-        text = f"{type(exc).__name__}: {exception_message(exc)[:WARNING_LIMIT]}"
-        self._failures.exception(job, exc)  # recorded before the WORK_FAIL goes out
-        trace = not isinstance(exc, (SystemExit, Quarantined))
-        job.log.error("failed: %s", exception_text(exc), exc_info=trace)
+        """A job raised: log it, and the reply that fails it (job.failure_reply). A job that
+        called sys.exit() or raised KeyboardInterrupt makes the process leave."""
+        reply = self._failures.fail(job, exc)
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             self._stop = True  # the job asked the process to exit: it does, and says why
             self.leaving = sb.REASON_JOB_EXIT
             self._slot.set(self._slot.job_exit, sb.job_exit_word(exc))
-        handle = job._handle
-        warning = text.encode("utf-8", "backslashreplace")
-        return encode(P.WORK_WARNING, handle, warning) + encode(P.WORK_FAIL, handle)
+        return reply
 
     # -- process state ---------------------------------------------------------------------------
 
     def _shutdown(self) -> int:
-        reason = self.leaving or sb.REASON_STOP
-        if self.parent_pid is not None and os.getppid() != self.parent_pid:
-            log.warning("the supervisor is gone; exiting")
-            reason = sb.REASON_PARENT_GONE
-        self._slot.leaving(reason)
+        leave(self._slot, self.leaving, self.parent_pid, self.jobs)
         for conn in self.conns:
             if conn.session.state == UP:
                 self._send(conn, RESET_ABILITIES)
             if conn.sock is not None:
                 conn.sock.close()
-        if reason not in (sb.REASON_STOP, sb.REASON_PARENT_GONE):
-            log.info("leaving after %s (%s)", plural(self.jobs, "job"), sb.REASON_NAMES[reason])
         return ExitCode.OK
 
     def _request_reopen(self) -> None:
@@ -436,10 +445,3 @@ class Worker(ConnectionLoop):
     def _title(self, state: str) -> None:
         if self._set_title is not None:
             self._set_title(f"gearmgr: worker {self._names} [jobs={self.jobs} {state}]")
-
-
-def _poll_timeout(deadline: float, now: float) -> int:
-    """Milliseconds until ``deadline`` for poll(), rounded up; -1 (no timeout) for ``inf``."""
-    if deadline == math.inf:
-        return -1
-    return max(0, math.ceil((deadline - now) * 1000))

@@ -50,6 +50,20 @@ class Watchdog:
         self._jobs = jobs
         self._record = record
 
+    def arm(
+        self, conn: Connection, handle: bytes, start: float, timeout: float, function: str, job: Job
+    ) -> None:
+        """A job with a timeout starts: fail it at ``start + timeout`` (the slot shows when)."""
+        w = self._writer
+        w.floats[w.deadline] = start + timeout
+        self.current = (conn, handle, start + timeout, timeout, function, job)
+
+    def disarm(self) -> None:
+        """The job ended in time: from here on the watchdog leaves it alone."""
+        with self.lock:
+            self.current = None
+            self._writer.floats[self._writer.deadline] = 0.0
+
     def start(self) -> None:
         threading.Thread(target=self._run, name="gearmgr-timeout", daemon=True).start()
 
