@@ -105,14 +105,15 @@ assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 work_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) ||
-        !PyBytes_Check(args[2])) {
+    /* then (what follows the packet in the same write) is optional, as in the Python version */
+    if (nargs < 2 || nargs > 3 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) ||
+        (nargs == 3 && !PyBytes_Check(args[2]))) {
         PyErr_SetString(PyExc_TypeError,
-                        "work_complete(handle: bytes, result: bytes, then: bytes)");
+                        "work_complete(handle: bytes, result: bytes, then: bytes = b'')");
         return NULL;
     }
     Py_ssize_t hl = PyBytes_GET_SIZE(args[0]), rl = PyBytes_GET_SIZE(args[1]);
-    Py_ssize_t tl = PyBytes_GET_SIZE(args[2]);
+    Py_ssize_t tl = nargs == 3 ? PyBytes_GET_SIZE(args[2]) : 0;
     Py_ssize_t body = hl + 1 + rl;
     if (body > 0xFFFFFFFFLL) {
         PyErr_SetString(PyExc_OverflowError, "a packet's body is limited to 4 GiB");
@@ -131,7 +132,8 @@ work_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     memcpy(o, PyBytes_AS_STRING(args[0]), hl);
     o[hl] = 0;
     memcpy(o + hl + 1, PyBytes_AS_STRING(args[1]), rl);
-    memcpy(o + body, PyBytes_AS_STRING(args[2]), tl);
+    if (tl)
+        memcpy(o + body, PyBytes_AS_STRING(args[2]), tl);
     return out;
 }
 

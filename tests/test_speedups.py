@@ -82,6 +82,12 @@ def test_wrong_argument_types_raise_type_error():
         speedups.assigned_job("text", FUNCTIONS)
     with pytest.raises(TypeError):
         speedups.work_complete(b"H:1", "text", b"")
+    with pytest.raises(TypeError):
+        speedups.work_complete(b"H:1")
+
+
+def test_then_is_optional_as_in_python():
+    assert speedups.work_complete(b"H:1", b"r") == protocol._py_work_complete(b"H:1", b"r")
 
 
 def _slot_after(jobs: list[tuple[str, bool, float]], in_c: bool) -> sb.SlotView:
