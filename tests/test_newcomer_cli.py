@@ -429,6 +429,7 @@ def test_make_run_follows_config_and_port(tmp_path: Path) -> None:
     assert "embedded gearmand" in out and f"answers on 127.0.0.1:{port}" in out
     run_config = tmp_path / ".gearmgr-make-run.yaml"
     assert f"starting the supervisor with {run_config}" in out
+    assert f"a copy of {config} for 127.0.0.1:{port}: edits to {config} apply at the next" in out
     assert f"127.0.0.1:{port}" in run_config.read_text()
 
 
