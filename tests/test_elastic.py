@@ -127,6 +127,10 @@ def test_pause_and_resume_with_a_job_waiting(
     status = pool(sup, "reverse")
     assert status["paused"] is True and status["target"] == 0
     assert "pause requested: reverse paused" in sup.log()
+    scaled = cli(sup, "scale", "reverse", "1")  # sized while paused: says what starts them
+    assert scaled.returncode == 0 and scaled.stdout.strip().endswith(
+        "(now 0); reverse is paused: `gearmgr resume reverse` starts them"
+    )
     resumed = cli(sup, "resume", "reverse")
     assert resumed.returncode == 0 and "reverse resumed" in resumed.stdout
     wait_for(lambda: gearmand.status()["reverse"][0] == 0, timeout=15, what="the job done")

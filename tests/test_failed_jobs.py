@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from gearmgr.wire.client import Client, JobFailed
-from tests.support import Gearmand, RunningSupervisor, wait_for
+from tests.support import Gearmand, RunningSupervisor, free_port, wait_for
 
 # Every run of ``keep`` leaves its workload in a file of its own, then fails.
 KEEP = (
@@ -298,6 +298,25 @@ def test_retry_all_of_a_function_skips_retried_and_cut_records(
     shown = gearmgr(config, "failed", "show", str(cut))
     assert "(only the first 1048576 kept: it cannot be retried)" in shown.stdout
     assert gearmgr(config, "failed", "retry").returncode == 2  # neither ids nor --all
+
+
+def test_retry_goes_to_the_server_of_s_when_the_configs_is_not_the_one_running(
+    tmp_path: Path, gearmand: Gearmand
+) -> None:
+    """As after `make run PORT=N`: the config names 4730-like servers nobody serves."""
+    from gearmgr.failures.store import FailedJobs, Failure, RecordSettings
+
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(f"servers: ['127.0.0.1:{free_port()}']\nfailed_jobs: failed.db\n")
+    store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
+    record = store.add(Failure("resize", b"H:x:1", b"u", b"data", "exception", "ValueError: x"))
+    refused = gearmgr(config, "failed", "retry", str(record))
+    assert refused.returncode == 1 and "no job server reachable" in refused.stderr
+    assert refused.stderr.strip().endswith("name the job server with -s HOST:PORT")
+    done = gearmgr(config, "failed", "retry", str(record), "-s", gearmand.address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"retried {record} (resize) as H:")
+    assert gearmand.status()["resize"][0] == 1
 
 
 ASYNC_FAILS = (

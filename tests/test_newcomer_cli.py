@@ -429,6 +429,7 @@ def test_make_run_follows_config_and_port(tmp_path: Path) -> None:
     assert "embedded gearmand" in out and f"answers on 127.0.0.1:{port}" in out
     run_config = tmp_path / ".gearmgr-make-run.yaml"
     assert f"starting the supervisor with {run_config}" in out
+    assert f"a copy of {config} for 127.0.0.1:{port}: edits to {config} apply at the next" in out
     assert f"127.0.0.1:{port}" in run_config.read_text()
 
 
@@ -533,3 +534,23 @@ def test_submit_to_no_server_says_how_to_name_one(
     assert code == 1
     assert err.count("\n") == 1
     assert "name the job server with -s HOST:PORT, or its config with -c FILE" in err
+
+
+def test_every_subcommand_argument_has_help() -> None:
+    """`gearmgr X --help` explains every argument, down to `gearmgr failed retry`'s."""
+    import argparse
+
+    def parsers(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield name, sub
+                    yield from ((f"{name} {n}", p) for n, p in parsers(sub))
+
+    missing = [
+        f"{name}: {action.dest}"
+        for name, sub in parsers(cli.build_parser())
+        for action in sub._actions
+        if not isinstance(action, argparse._SubParsersAction) and not action.help
+    ]
+    assert missing == []

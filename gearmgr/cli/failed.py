@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import Any, TextIO
 
+from gearmgr.cli.argtypes import server
 from gearmgr.config import find_config_path, load_config
 from gearmgr.errors import one_line
 from gearmgr.failures.store import (
@@ -29,7 +30,7 @@ from gearmgr.failures.store import (
 )
 from gearmgr.logs import clip
 from gearmgr.units import parse_duration
-from gearmgr.wire.client import Client, GearmanError
+from gearmgr.wire.client import Client, GearmanError, ServerUnavailable
 from gearmgr.words import plural
 
 SHOWN_WORKLOAD = 1024  # bytes of the workload `show` prints
@@ -68,11 +69,17 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
     inner = p.add_subparsers(dest="action", metavar="ACTION")
     # -c after the subcommand too; SUPPRESS keeps a -c given before it
     again = argparse.ArgumentParser(add_help=False)
-    again.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS)
+    again.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="config file (default: $GEARMGR_CONFIG, then ./gearmgr.yaml)",
+    )
     q = inner.add_parser("list", parents=[again], help="list records, newest first (default)")
     _list_options(q, argparse.SUPPRESS)
     q = inner.add_parser("show", parents=[again], help="print one record whole")
-    q.add_argument("id", metavar="ID", type=record_id)
+    q.add_argument("id", metavar="ID", type=record_id, help="a record id, as the list shows")
     q.add_argument(
         "--json",
         action="store_true",
@@ -80,13 +87,22 @@ def add_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         help="print JSON (the workload in base64)",
     )
     q = inner.add_parser("retry", parents=[again], help="submit records again as background jobs")
-    q.add_argument("ids", metavar="ID", type=record_id, nargs="*")
+    q.add_argument("ids", metavar="ID", type=record_id, nargs="*", help="record ids")
     q.add_argument("--all", action="store_true", help="every record not retried yet")
     q.add_argument(
         "--function",
         metavar="F",
         default=argparse.SUPPRESS,
         help="with --all: only this function's records",
+    )
+    q.add_argument(
+        "-s",
+        "--server",
+        dest="servers",
+        metavar="HOST:PORT",
+        type=server,
+        action="append",
+        help="job server to submit to; repeat for several (default: the config's servers)",
     )
     q = inner.add_parser("purge", parents=[again], help="delete records")
     q.add_argument("--older-than", metavar="DURATION", type=duration, help="e.g. 2d, 12h")
@@ -120,7 +136,7 @@ def open_store(args: argparse.Namespace) -> FailedJobs:
     settings = RecordSettings(
         str(config.failed_jobs), config.failed_jobs_keep, config.failed_jobs_max
     )
-    args.job_servers = list(config.servers)
+    args.job_servers = getattr(args, "servers", None) or list(config.servers)
     return FailedJobs(settings, create=False)
 
 
@@ -240,7 +256,10 @@ def cmd_retry(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
                 store.mark_retried(i)
                 out.write(f"retried {i} ({clip(record.function)}) as {clip(handle)}\n")
     except GearmanError as exc:
-        print(f"gearmgr: {one_line(str(exc), 2000)}", file=sys.stderr)
+        hint = ""
+        if isinstance(exc, ServerUnavailable) and not getattr(args, "servers", None):
+            hint = "; name the job server with -s HOST:PORT"  # the config's were tried
+        print(f"gearmgr: {one_line(str(exc), 2000)}{hint}", file=sys.stderr)
         return 1
     if not ids:
         out.write("no failed jobs to retry\n")

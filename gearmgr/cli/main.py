@@ -110,9 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         "max", metavar="MAX", type=processes, nargs="?", help="the ceiling (default: MIN)"
     )
     p.set_defaults(func=cmd_control)
-    for name, what in (("pause", "stop taking"), ("resume", "take again")):
-        p = sub.add_parser(name, parents=[common], help=f"{what} one function's jobs")
-        p.add_argument("function", metavar="FUNCTION", help="the function")
+    for name, what in (
+        ("pause", "stop taking one function's jobs (they wait at the job servers)"),
+        ("resume", "take a paused function's jobs again"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=what)
+        p.add_argument("function", metavar="FUNCTION", help=f"the function to {name}")
         p.set_defaults(func=cmd_control)
     p = sub.add_parser("top", parents=[common], help="a live view of pools, queues and processes")
     p.add_argument(
@@ -120,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         type=seconds,
         default=1.0,
-        help="seconds between refreshes (default 1)",
+        help="seconds between refreshes, 0.1 to 3600 (default 1)",
     )
     p.add_argument("--once", action="store_true", help="print one frame as plain text and exit")
     p.set_defaults(func=cmd_top)

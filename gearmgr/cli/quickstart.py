@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     host, port = parse_address(server)
     where = f"-p {port}" if host in ("127.0.0.1", "localhost") else f"-h {host} -p {port}"
     submit = os.path.relpath(Path(sys.executable).parent / "gearmgr")
-    print(f"gearmgr: starting the supervisor with {run_path} (Ctrl-C stops it).")
+    copy = ""
+    if run_path != path:  # PORT= or EXTERNAL=1: a reload reads the copy, not the config
+        copy = f", a copy of {path} for {server}: edits to {path} apply at the next make run"
+    print(f"gearmgr: starting the supervisor with {run_path}{copy} (Ctrl-C stops it).")
     print(
         f"gearmgr: in another terminal: gearman {where} -f reverse hello   "
         f"(or: {submit} submit -s {server} reverse hello)",

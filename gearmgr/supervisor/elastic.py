@@ -195,6 +195,8 @@ class Elastic:
                 f"{name}: {before.floor}..{before.ceiling} -> {low}..{high} processes"
                 f" (now {len(self.pool.dedicated(name))})"
             )
+            if name in self.steering.paused:
+                changed += f"; {name} is paused: `gearmgr resume {name}` starts them"
         elif command == "pause":
             if name in self.steering.paused:
                 return {"ok": True, "changed": f"{name} was already paused"}
