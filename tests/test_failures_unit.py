@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import traceback
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,20 @@ def test_a_workload_over_1mib_is_cut_and_marked(tmp_path: Path) -> None:
     assert record.error.startswith("[50 characters cut]\n") and record.error.endswith("x")
     whole = store.get(store.add(failure(data=big[:WORKLOAD_LIMIT])))
     assert whole is not None and not whole.cut and whole.workload == big[:WORKLOAD_LIMIT]
+
+
+def test_an_error_about_a_file_name_that_is_not_utf8_is_recorded(tmp_path: Path) -> None:
+    # A name from os.listdir holds lone surrogates in Python (os.fsdecode), which SQLite cannot
+    # take: the record keeps them escaped rather than being lost.
+    name = os.fsdecode(b"\xff.csv")
+    try:
+        raise ValueError(f"bad row in {name}")
+    except ValueError as exc:
+        text = "".join(traceback.format_exception(exc))
+    store = store_at(tmp_path)
+    record = store.get(store.add(failure(error=text)))
+    assert record is not None and "\\udcff.csv" in record.error
+    assert record.error.startswith("Traceback") and "ValueError" in record.error
 
 
 def test_retention_keeps_the_newest_max_and_drops_what_is_older_than_keep(tmp_path: Path) -> None:

@@ -116,6 +116,12 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "backslashreplace")
 
 
+def _storable(text: str) -> str:
+    """``text`` as SQLite takes it: lone surrogates (a file name os.fsdecode made of bytes
+    that are not UTF-8, say) escaped as ``\\udcff``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def clip_error(text: str) -> str:
     """An error text within ERROR_LIMIT: a traceback's end says most, so the start goes."""
     if len(text) <= ERROR_LIMIT:
@@ -197,11 +203,11 @@ class FailedJobs:
                 (
                     now,
                     self.host,
-                    failure.function,
+                    _storable(failure.function),
                     _text(failure.handle),
                     _text(failure.unique),
                     failure.reason,
-                    clip_error(failure.error),
+                    _storable(clip_error(failure.error)),
                     failure.deaths,
                     len(data),
                     data[:WORKLOAD_LIMIT],
