@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gearmgr.failures.store import FailedJobs, RecordSettings
 from gearmgr.wire.client import Client, JobFailed
 from tests.support import Gearmand, RunningSupervisor, wait_for
 
@@ -252,6 +253,22 @@ def test_a_missing_record_file_and_recording_off_are_one_clear_line(tmp_path: Pa
     done = gearmgr(config, "failed")
     assert done.returncode == 1
     assert done.stderr == f"gearmgr: {config}: failed_jobs is none: failed jobs are not recorded\n"
+
+
+def test_an_id_past_what_sqlite_holds_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(f"failed_jobs: {tmp_path}/failed.db\n")
+    store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
+    assert store.count() == 0  # the file exists, empty
+    store.close()
+    huge = str(2**63)  # one past SQLite's largest integer
+    for args in (("show", huge), ("retry", huge)):
+        done = gearmgr(config, "failed", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.splitlines()[-1].endswith(
+            f"expected a record id (a whole number >= 1), got '{huge}'"
+        )
+    assert gearmgr(config, "failed", "show", str(2**63 - 1)).returncode == 1  # unknown id
 
 
 def test_a_record_that_cannot_be_written_is_logged_and_counted_not_fatal(

@@ -33,6 +33,7 @@ from gearmgr.wire.client import Client, GearmanError
 from gearmgr.words import plural
 
 SHOWN_WORKLOAD = 1024  # bytes of the workload `show` prints
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot even be looked up
 
 
 def duration(text: str) -> float:
@@ -48,7 +49,7 @@ def record_id(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
+    if not 1 <= value <= MAX_ID:
         raise argparse.ArgumentTypeError(
             f"expected a record id (a whole number >= 1), got {text!r}"
         )
