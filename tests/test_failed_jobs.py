@@ -16,7 +16,7 @@ import pytest
 
 from gearmgr.failures.store import FailedJobs, RecordSettings
 from gearmgr.wire.client import Client, JobFailed
-from tests.support import Gearmand, RunningSupervisor, wait_for
+from tests.support import Gearmand, RunningSupervisor, free_port, wait_for
 
 # Every run of ``keep`` leaves its workload in a file of its own, then fails.
 KEEP = (
@@ -315,6 +315,31 @@ def test_retry_all_of_a_function_skips_retried_and_cut_records(
     shown = gearmgr(config, "failed", "show", str(cut))
     assert "(only the first 1048576 kept: it cannot be retried)" in shown.stdout
     assert gearmgr(config, "failed", "retry").returncode == 2  # neither ids nor --all
+
+
+def test_retry_all_holds_one_workload_at_a_time(tmp_path: Path) -> None:
+    # 200 records of 1 MiB each: retry reads each workload as it submits it, never all first.
+    from gearmgr.failures.store import WORKLOAD_LIMIT, Failure
+
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(f"servers: ['127.0.0.1:{free_port()}']\nfailed_jobs: failed.db\n")
+    store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
+    data = b"w" * WORKLOAD_LIMIT
+    for n in range(200):
+        store.add(Failure("resize", b"H:x:%d" % n, b"u", data, "exception", "ValueError: x"))
+    store.close()
+    script = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'gearmgr', 'failed', 'retry', '--all',"
+        f" '-c', {str(config)!r}], capture_output=True, text=True)\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.stderr.write(done.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    code, peak_kib = map(int, done.stdout.split())
+    assert code == 1 and "Traceback" not in done.stderr  # no job server there: one line
+    assert done.stderr.count("\n") == 1 and "127.0.0.1:" in done.stderr
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB for 200 MiB of workloads"
 
 
 ASYNC_FAILS = (

@@ -219,16 +219,18 @@ def cmd_retry(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
         ids = sorted(r.id for r in records)
     else:
         ids = list(dict.fromkeys(args.ids))
-    chosen = {i: store.get(i) for i in ids}
-    missing = [i for i, r in chosen.items() if r is None]
+    known = set(store.ids())  # each workload is read when it is submitted: one at a time
+    missing = [i for i in ids if i not in known]
     if missing:
         return _unknown(store, missing)
     status = 0
     try:
         with Client(args.job_servers) as client:
             for i in ids:
-                record = chosen[i]
-                assert record is not None and record.workload is not None
+                record = store.get(i)
+                if record is None or record.workload is None:  # purged meanwhile
+                    status = _unknown(store, [i])
+                    continue
                 if record.cut:
                     print(
                         f"gearmgr: failed job {i}: its workload ({record.size} bytes) was cut at"
