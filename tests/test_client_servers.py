@@ -138,6 +138,12 @@ def test_one_server_spelled_several_ways_is_tried_once() -> None:
     assert Client(["gm1", "gm1:4730", "GM1"]).servers == ["gm1"]
 
 
+@pytest.mark.parametrize("servers", [b"gm1:4730", ["gm1", 4730], [None]])
+def test_servers_that_are_not_text_are_a_type_error_naming_the_entry(servers) -> None:
+    with pytest.raises(TypeError, match=r"servers: expected addresses as text \(str\), got"):
+        Client(servers)
+
+
 def test_a_background_submit_waits_for_job_created(pair: tuple[Gearmand, Gearmand]) -> None:
     # The job's home reads the SUBMIT and closes without JOB_CREATED: the job is not taken, so
     # the client must not return a handle for it; it goes to the next server.

@@ -23,9 +23,16 @@ RETRY_DELAY = 1.0
 def server_list(servers: str | Iterable[str]) -> list[str]:
     """``"gm1:4730, gm2"`` or ``["gm1:4730", "gm2"]`` -> the servers, in order, each once (as
     first spelled).
-    Raises ValueError for none, or for an address that is not ``HOST[:PORT]``."""
+    Raises ValueError for none, or for an address that is not ``HOST[:PORT]``; TypeError for
+    an entry that is not a str."""
     if isinstance(servers, str):
         servers = servers.split(",")
+    elif isinstance(servers, (bytes, bytearray)):
+        servers = [servers]  # type: ignore[list-item]  # named by the check below
+    servers = list(servers)
+    for server in servers:
+        if not isinstance(server, str):
+            raise TypeError(f"servers: expected addresses as text (str), got {server!r:.80}")
     first: dict[str, str] = {}  # canonical name -> the first spelling listed
     for server in (s.strip() for s in servers):
         if server:
