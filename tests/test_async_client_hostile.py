@@ -1,16 +1,19 @@
 """AsyncClient against a job server that answers a request with a packet of the wrong type
 (a scripted fake server on a free loopback port; see tests/test_hostile_server.py for the
-worker's side). The answer is a clear error naming the server, soon: never a hang, never a
-traceback from inside the client."""
+worker's side), or floods a job with WORK_WARNINGs (Client too). The answer is a clear error
+naming the server, soon: never a hang, never a traceback from inside the client."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections.abc import Callable
 
 import pytest
 
-from gearmgr import AsyncClient, ServerUnavailable
+from gearmgr import AsyncClient, JobFailed, ServerUnavailable
+from gearmgr.wire.client import MAX_WARNINGS, Client
 from gearmgr.wire.protocol import REQ, RES, Decoder, Packet, encode
 from gearmgr.wire.protocol import PacketType as T
 
@@ -80,3 +83,47 @@ def test_a_server_that_answers_rightly_still_serves():
 
     result, status = asyncio.run(run_against(hostile(answer), both))  # type: ignore[misc]
     assert result == b"done" and status.known
+
+
+FLOOD = 10_000  # WORK_WARNINGs before the WORK_FAIL
+
+
+def warned(packet: Packet) -> bytes | None:
+    """A submit answered with JOB_CREATED, a flood of WORK_WARNINGs, then WORK_FAIL."""
+    if packet.type != T.SUBMIT_JOB:
+        return None
+    flood = b"".join(encode(T.WORK_WARNING, b"H:x", b"w%d" % n, magic=RES) for n in range(FLOOD))
+    return CREATED + flood + encode(T.WORK_FAIL, b"H:x", magic=RES)
+
+
+def test_a_flood_of_warnings_keeps_the_last_ones_in_job_failed():
+    with pytest.raises(JobFailed) as caught:
+        asyncio.run(run_against(hostile(warned), lambda c: c.submit("f", b"x")))
+    assert len(caught.value.warnings) == MAX_WARNINGS
+    assert caught.value.warnings[-1] == f"w{FLOOD - 1}"
+    assert len(str(caught.value)) < 20 * MAX_WARNINGS
+
+
+def test_the_client_keeps_the_last_warnings_too():
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        decoder = Decoder(expect=REQ)
+        with conn:
+            while data := conn.recv(65536):
+                for packet in decoder.feed(data):
+                    out = hostile(warned)(packet)
+                    if out is not None:
+                        conn.sendall(out)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    try:
+        with Client([f"127.0.0.1:{port}"], timeout=20) as client, pytest.raises(JobFailed) as c:
+            client.submit("f", b"x")
+    finally:
+        listener.close()
+    thread.join(10)
+    assert len(c.value.warnings) == MAX_WARNINGS and c.value.warnings[-1] == f"w{FLOOD - 1}"

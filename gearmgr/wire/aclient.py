@@ -30,6 +30,7 @@ from gearmgr.wire.client import (
     _SUBMIT,
     DEFAULT_SERVER,
     MAX_REMEMBERED_HANDLES,
+    MAX_WARNINGS,
     GearmanError,
     JobFailed,
     JobStatus,
@@ -58,7 +59,7 @@ class _Waiter:
         self.function = function
         self.future = future
         self.callbacks = callbacks
-        self.warnings: list[str] = []
+        self.warnings: deque[str] = deque(maxlen=MAX_WARNINGS)
         self.handle = ""
 
 
@@ -156,7 +157,7 @@ class _Connection(asyncio.Protocol):
             else:
                 exception = _text(packet.args[1]) if kind == T.WORK_EXCEPTION else None
                 waiter.future.set_exception(
-                    JobFailed(waiter.function, waiter.handle, waiter.warnings, exception)
+                    JobFailed(waiter.function, waiter.handle, list(waiter.warnings), exception)
                 )
             return
         for waiter in waiters:
