@@ -342,6 +342,35 @@ def test_retry_all_holds_one_workload_at_a_time(tmp_path: Path) -> None:
     assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB for 200 MiB of workloads"
 
 
+def test_the_list_reads_no_error_texts(tmp_path: Path) -> None:
+    # 2048 records with 64 KiB tracebacks (128 MiB): the table (and retry --all) never read
+    # the error texts it does not print; `show ID` and --json do.
+    from gearmgr.failures.store import ERROR_LIMIT, Failure
+
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(f"servers: ['127.0.0.1:{free_port()}']\nfailed_jobs: failed.db\n")
+    store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
+    store.add(Failure("resize", b"H:x:1", b"u", b"w", "exception", "E" * ERROR_LIMIT))
+    for _ in range(11):  # doubled 11 times: 2048 records
+        store.db.execute(
+            "INSERT INTO failed (time, host, function, handle, unique_id, reason, error, deaths,"
+            " size, workload, retried) SELECT time, host, function, handle, unique_id, reason,"
+            " error, deaths, size, workload, 1 FROM failed"
+        )
+    store.close()
+    script = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'gearmgr', 'failed',"
+        f" '-c', {str(config)!r}], capture_output=True, text=True)\n"
+        "print(done.returncode, done.stdout.count('\\n'),"
+        " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    code, lines, peak_kib = map(int, done.stdout.split())
+    assert code == 0 and lines == 2049  # a head line and a line per record
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB for 128 MiB of error texts"
+
+
 ASYNC_FAILS = (
     "import asyncio\n\n"
     "async def afail(job):\n"

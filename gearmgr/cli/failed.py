@@ -151,7 +151,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def cmd_list(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
     _prune(store)
     since = time.time() - args.since if args.since is not None else None
-    records = store.records(function=args.function, since=since)
+    records = store.records(function=args.function, since=since, errors=args.json)
     if args.json:
         json.dump([r.as_json() for r in records], out, indent=1)
         out.write("\n")
@@ -215,7 +215,8 @@ def format_record(r: Record) -> str:
 
 def cmd_retry(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
     if args.all:
-        records = [r for r in store.records(function=args.function) if not r.retried]
+        records = store.records(function=args.function, errors=False)
+        records = [r for r in records if not r.retried]
         ids = sorted(r.id for r in records)
     else:
         ids = list(dict.fromkeys(args.ids))

@@ -244,11 +244,18 @@ class FailedJobs:
     # -- reading ---------------------------------------------------------------------------------
 
     def records(
-        self, function: str | None = None, since: float | None = None, limit: int | None = None
+        self,
+        function: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        errors: bool = True,
     ) -> list[Record]:
-        """Records newest first; ``since``: a wall-clock time."""
+        """Records newest first; ``since``: a wall-clock time. ``errors`` False: each record's
+        ``error`` is left empty (not read: up to 64 KiB each, for a table that does not show
+        them)."""
         where, args = _filters(function, since)
-        sql = f"SELECT {_COLUMNS} FROM failed{where} ORDER BY id DESC"
+        columns = _COLUMNS if errors else _COLUMNS.replace(" error,", " '' AS error,")
+        sql = f"SELECT {columns} FROM failed{where} ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [Record(*row) for row in self._read(sql, args)]
