@@ -201,6 +201,11 @@ count(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer view;
     if (PyObject_GetBuffer(slot[0], &view, PyBUF_WRITABLE) < 0)
         return NULL;
+    if ((uintptr_t)view.buf % sizeof(uint64_t) != 0) { /* a uint64 store there is undefined */
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scoreboard words must start on an 8-byte boundary");
+        return NULL;
+    }
     Py_ssize_t n = view.len / 8, state, done, failed_total, fdone = 0, fduration = 0, fbucket = 0;
     uint64_t *w = (uint64_t *)view.buf;
     PyObject *counters = args[1];

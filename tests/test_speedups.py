@@ -191,3 +191,13 @@ def test_a_wrong_count_argument_is_its_own_error_not_a_system_error(
     with pytest.raises((TypeError, OverflowError)):
         speedups.count((words, 0, idle, 1, 2), None, jobs, job_failed, duration)
     assert words == bytearray(8 * 8)
+
+
+def test_words_not_on_an_8_byte_boundary_are_refused():
+    # uint64 stores at an odd address are undefined behaviour in C (UBSan flags them; some
+    # CPUs trap): count() refuses such a buffer rather than write through it.
+    speedups.set_buckets(sb.BUCKETS)
+    words = bytearray(9 * 8)
+    with pytest.raises(ValueError, match="8-byte"):
+        speedups.count((memoryview(words)[1:], 0, 0, 1, 2), None, 5, True, 1.0)
+    assert words == bytearray(9 * 8)
