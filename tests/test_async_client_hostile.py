@@ -127,3 +127,29 @@ def test_the_client_keeps_the_last_warnings_too():
         listener.close()
     thread.join(10)
     assert len(c.value.warnings) == MAX_WARNINGS and c.value.warnings[-1] == f"w{FLOOD - 1}"
+
+
+def test_a_callback_that_raises_fails_its_own_submit_only():
+    # Two submits on one connection; the first one's on_data raises: that submit raises it
+    # (as Client.submit would), the other one gets its result, the connection stays up.
+    def answer(packet: Packet) -> bytes | None:
+        if packet.type != T.SUBMIT_JOB:
+            return None
+        handle = b"H:" + packet.args[2]
+        return (
+            encode(T.JOB_CREATED, handle, magic=RES)
+            + encode(T.WORK_DATA, handle, b"chunk", magic=RES)
+            + encode(T.WORK_COMPLETE, handle, b"done " + packet.args[2], magic=RES)
+        )
+
+    def broken(chunk: bytes) -> None:
+        raise ValueError("the callback is broken")
+
+    async def both(client: AsyncClient) -> list[object]:
+        first = client.submit("f", b"a", on_data=broken)
+        second = client.submit("f", b"b", on_data=lambda chunk: None)
+        return await asyncio.gather(first, second, return_exceptions=True)
+
+    first, second = asyncio.run(run_against(hostile(answer), both))  # type: ignore[misc]
+    assert isinstance(first, ValueError) and str(first) == "the callback is broken"
+    assert second == b"done b"

@@ -161,15 +161,21 @@ class _Connection(asyncio.Protocol):
                 )
             return
         for waiter in waiters:
+            if waiter.future.done():  # its submit raised already (a callback, a cancel)
+                continue
             on_data, on_warning, on_status = waiter.callbacks
-            if kind == T.WORK_WARNING:
-                waiter.warnings.append(_text(packet.args[1]))
-                if on_warning:
-                    on_warning(packet.args[1])
-            elif kind == T.WORK_DATA and on_data:
-                on_data(packet.args[1])
-            elif kind == T.WORK_STATUS and on_status:
-                on_status(_int(packet.args[1]), _int(packet.args[2]))
+            try:
+                if kind == T.WORK_WARNING:
+                    waiter.warnings.append(_text(packet.args[1]))
+                    if on_warning:
+                        on_warning(packet.args[1])
+                elif kind == T.WORK_DATA and on_data:
+                    on_data(packet.args[1])
+                elif kind == T.WORK_STATUS and on_status:
+                    on_status(_int(packet.args[1]), _int(packet.args[2]))
+            except Exception as exc:  # a callback's error is its own submit's, as in Client
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
