@@ -207,3 +207,37 @@ def test_jobs_a_server_sends_without_a_grab_are_failed_back_not_run_past_the_pla
     assert peak[0] <= PLACES
     assert sorted(answers) == sorted(b"H:%d" % n for n in range(3 * PLACES))
     assert warnings and all(b"no GRAB" in w for w in warnings), warnings
+
+
+def test_a_server_that_does_not_read_is_not_read_either():
+    # A server pushes jobs and never reads what the process writes back (their failures): the
+    # process stops reading it once its write buffer is full, so what it holds stays bounded
+    # instead of growing with what the server sends.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    worker = AsyncWorker([f"127.0.0.1:{port}"], {"hold": Gate().run}, concurrency=PLACES)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    listener.settimeout(10)
+    conn, _ = listener.accept()
+    conn.settimeout(3)
+    push = b"".join(
+        encode(T.JOB_ASSIGN_UNIQ, b"H:%d" % n, b"hold", b"", b"x", magic=RES) for n in range(2000)
+    )
+    sent = 0
+    try:
+        while sent < 40 << 20:  # 40 MiB of jobs, unless the process stops reading first
+            try:
+                conn.sendall(push)
+            except TimeoutError:
+                break
+            sent += len(push)
+        link = worker.links[0]
+        held = link.transport.get_write_buffer_size() if link.transport else 0
+    finally:
+        worker.stop()
+        conn.close()
+        listener.close()
+        thread.join(10)
+    assert sent < 40 << 20, "the process read everything the server sent"
+    assert held < 8 << 20, f"{held} bytes waiting to be written"
