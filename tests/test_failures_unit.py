@@ -18,6 +18,7 @@ from gearmgr.failures.deaths import DeathCounts
 from gearmgr.failures.quarantine import QuarantineBoard, Quarantined, View, job_key
 from gearmgr.failures.store import (
     ERROR_LIMIT,
+    NAME_LIMIT,
     WORKLOAD_LIMIT,
     FailedJobs,
     Failure,
@@ -92,6 +93,15 @@ def test_an_error_about_a_file_name_that_is_not_utf8_is_recorded(tmp_path: Path)
     record = store.get(store.add(failure(error=text)))
     assert record is not None and "\\udcff.csv" in record.error
     assert record.error.startswith("Traceback") and "ValueError" in record.error
+
+
+def test_a_huge_binary_handle_or_unique_id_is_cut_in_the_record(tmp_path: Path) -> None:
+    # gearmand's are at most 64 bytes; a hostile server's may fill a 64 MiB packet.
+    store = store_at(tmp_path)
+    huge = b"\xff" * (8 << 20)
+    record = store.get(store.add(failure(handle=huge, unique=huge)))
+    assert record is not None
+    assert record.handle == record.unique == "\\xff" * NAME_LIMIT + " [cut]"
 
 
 def test_retention_keeps_the_newest_max_and_drops_what_is_older_than_keep(tmp_path: Path) -> None:
