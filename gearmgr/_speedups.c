@@ -201,16 +201,29 @@ count(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_buffer view;
     if (PyObject_GetBuffer(slot[0], &view, PyBUF_WRITABLE) < 0)
         return NULL;
+    if ((uintptr_t)view.buf % sizeof(uint64_t) != 0) { /* a uint64 store there is undefined */
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scoreboard words must start on an 8-byte boundary");
+        return NULL;
+    }
     Py_ssize_t n = view.len / 8, state, done, failed_total, fdone = 0, fduration = 0, fbucket = 0;
     uint64_t *w = (uint64_t *)view.buf;
     PyObject *counters = args[1];
     int has_counters = counters != Py_None;
-    unsigned long long idle = PyLong_AsUnsignedLongLong(slot[2]);
-    unsigned long long jobs = PyLong_AsUnsignedLongLong(args[2]);
-    int job_failed = PyObject_IsTrue(args[3]);
-    double duration = PyFloat_AsDouble(args[4]);
+    /* Each conversion is checked before the next: none may run (Python code) with an error set. */
+    unsigned long long idle, jobs;
+    int job_failed;
+    double duration;
+    if ((idle = PyLong_AsUnsignedLongLong(slot[2])) == (unsigned long long)-1 && PyErr_Occurred())
+        goto error;
+    if ((jobs = PyLong_AsUnsignedLongLong(args[2])) == (unsigned long long)-1 && PyErr_Occurred())
+        goto error;
+    if ((job_failed = PyObject_IsTrue(args[3])) < 0)
+        goto error;
+    if ((duration = PyFloat_AsDouble(args[4])) == -1.0 && PyErr_Occurred())
+        goto error;
     if (word_index(slot[1], n, &state) < 0 || word_index(slot[3], n, &done) < 0 ||
-        word_index(slot[4], n, &failed_total) < 0 || PyErr_Occurred() || job_failed < 0)
+        word_index(slot[4], n, &failed_total) < 0)
         goto error;
     if (has_counters) {
         if (!PyTuple_Check(counters) || PyTuple_GET_SIZE(counters) != 3) {

@@ -153,3 +153,91 @@ def test_a_server_sending_garbage_is_dropped_and_reconnected_to_with_places_inta
         conn.close()
         listener.close()
     assert not thread.is_alive()
+
+
+def test_jobs_a_server_sends_without_a_grab_are_failed_back_not_run_past_the_places():
+    # A hostile server pushes 3x the places in jobs after the first GRAB: the process never
+    # runs more than its places at once, and every job gets an answer (none dropped).
+    running, peak = [0], [0]
+
+    async def hold(job) -> bytes:
+        running[0] += 1
+        peak[0] = max(peak[0], running[0])
+        await asyncio.sleep(0.5)
+        running[0] -= 1
+        return b"done"
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    worker = AsyncWorker([f"127.0.0.1:{port}"], {"hold": hold}, concurrency=PLACES)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    listener.settimeout(10)
+    conn, _ = listener.accept()
+    conn.settimeout(10)
+    decoder = Decoder(expect=REQ)
+    answers: dict[bytes, list[int]] = {}
+    warnings: list[bytes] = []
+    pushed = False
+    try:
+        while len([h for h, kinds in answers.items() if T.WORK_FAIL in kinds or
+                   T.WORK_COMPLETE in kinds]) < 3 * PLACES:  # fmt: skip
+            out = []
+            for packet in decoder.feed(conn.recv(65536)):
+                if packet.type == T.GRAB_JOB_UNIQ and not pushed:
+                    pushed = True
+                    out += [
+                        encode(T.JOB_ASSIGN_UNIQ, b"H:%d" % n, b"hold", b"", b"x", magic=RES)
+                        for n in range(3 * PLACES)
+                    ]
+                elif packet.type == T.GRAB_JOB_UNIQ:
+                    out.append(encode(T.NO_JOB, magic=RES))
+                elif packet.type in (T.WORK_FAIL, T.WORK_COMPLETE, T.WORK_WARNING):
+                    answers.setdefault(packet.args[0], []).append(packet.type)
+                    if packet.type == T.WORK_WARNING:
+                        warnings.append(packet.args[1])
+            if out:
+                conn.sendall(b"".join(out))
+    finally:
+        worker.stop()
+        thread.join(10)
+        conn.close()
+        listener.close()
+    assert not thread.is_alive()
+    assert peak[0] <= PLACES
+    assert sorted(answers) == sorted(b"H:%d" % n for n in range(3 * PLACES))
+    assert warnings and all(b"no GRAB" in w for w in warnings), warnings
+
+
+def test_a_server_that_does_not_read_is_not_read_either():
+    # A server pushes jobs and never reads what the process writes back (their failures): the
+    # process stops reading it once its write buffer is full, so what it holds stays bounded
+    # instead of growing with what the server sends.
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    worker = AsyncWorker([f"127.0.0.1:{port}"], {"hold": Gate().run}, concurrency=PLACES)
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    listener.settimeout(10)
+    conn, _ = listener.accept()
+    conn.settimeout(3)
+    push = b"".join(
+        encode(T.JOB_ASSIGN_UNIQ, b"H:%d" % n, b"hold", b"", b"x", magic=RES) for n in range(2000)
+    )
+    sent = 0
+    try:
+        while sent < 40 << 20:  # 40 MiB of jobs, unless the process stops reading first
+            try:
+                conn.sendall(push)
+            except TimeoutError:
+                break
+            sent += len(push)
+        link = worker.links[0]
+        held = link.transport.get_write_buffer_size() if link.transport else 0
+    finally:
+        worker.stop()
+        conn.close()
+        listener.close()
+        thread.join(10)
+    assert sent < 40 << 20, "the process read everything the server sent"
+    assert held < 8 << 20, f"{held} bytes waiting to be written"

@@ -19,7 +19,7 @@ from gearmgr.wire.client import Client, ServerUnavailable
 from gearmgr.wire.protocol import REQ, RES, Decoder, encode
 from gearmgr.wire.protocol import PacketType as T
 from gearmgr.wire.rendezvous import Rendezvous
-from tests.support import Gearmand, admin, unique_homed_at, wait_for
+from tests.support import Gearmand, admin, free_port, unique_homed_at, wait_for
 
 
 @pytest.fixture
@@ -124,6 +124,24 @@ def test_server_unavailable_names_every_server_tried(pair: tuple[Gearmand, Gearm
     assert set(info.value.errors) == set(servers)
     for server in servers:
         assert server in str(info.value)
+
+
+def test_one_server_spelled_several_ways_is_tried_once() -> None:
+    # "localhost", "LOCALHOST:PORT" and "localhost:PORT" are one server (rendezvous.canonical):
+    # listed once, so a dead one costs one failed connection per job, not one per spelling.
+    port = free_port()
+    spellings = f"localhost:{port}, LOCALHOST:{port},localhost:{port}"
+    with Client(spellings, timeout=10) as client, pytest.raises(ServerUnavailable) as info:
+        client.submit("queued", b"x", background=True)
+    assert client.servers == [f"localhost:{port}"]
+    assert list(info.value.errors) == [f"localhost:{port}"]
+    assert Client(["gm1", "gm1:4730", "GM1"]).servers == ["gm1"]
+
+
+@pytest.mark.parametrize("servers", [b"gm1:4730", ["gm1", 4730], [None]])
+def test_servers_that_are_not_text_are_a_type_error_naming_the_entry(servers) -> None:
+    with pytest.raises(TypeError, match=r"servers: expected addresses as text \(str\), got"):
+        Client(servers)
 
 
 def test_a_background_submit_waits_for_job_created(pair: tuple[Gearmand, Gearmand]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gearmgr.failures.store import FailedJobs, RecordSettings
 from gearmgr.wire.client import Client, JobFailed
 from tests.support import Gearmand, RunningSupervisor, free_port, wait_for
 
@@ -254,6 +255,22 @@ def test_a_missing_record_file_and_recording_off_are_one_clear_line(tmp_path: Pa
     assert done.stderr == f"gearmgr: {config}: failed_jobs is none: failed jobs are not recorded\n"
 
 
+def test_an_id_past_what_sqlite_holds_is_a_usage_error_not_a_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(f"failed_jobs: {tmp_path}/failed.db\n")
+    store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
+    assert store.count() == 0  # the file exists, empty
+    store.close()
+    huge = str(2**63)  # one past SQLite's largest integer
+    for args in (("show", huge), ("retry", huge)):
+        done = gearmgr(config, "failed", *args)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert done.stderr.splitlines()[-1].endswith(
+            f"expected a record id (a whole number >= 1), got '{huge}'"
+        )
+    assert gearmgr(config, "failed", "show", str(2**63 - 1)).returncode == 1  # unknown id
+
+
 def test_a_record_that_cannot_be_written_is_logged_and_counted_not_fatal(
     gearmand: Gearmand, start: Callable[..., RunningSupervisor]
 ) -> None:
@@ -300,23 +317,58 @@ def test_retry_all_of_a_function_skips_retried_and_cut_records(
     assert gearmgr(config, "failed", "retry").returncode == 2  # neither ids nor --all
 
 
-def test_retry_goes_to_the_server_of_s_when_the_configs_is_not_the_one_running(
-    tmp_path: Path, gearmand: Gearmand
-) -> None:
-    """As after `make run PORT=N`: the config names 4730-like servers nobody serves."""
-    from gearmgr.failures.store import FailedJobs, Failure, RecordSettings
+def test_retry_all_holds_one_workload_at_a_time(tmp_path: Path) -> None:
+    # 200 records of 1 MiB each: retry reads each workload as it submits it, never all first.
+    from gearmgr.failures.store import WORKLOAD_LIMIT, Failure
 
     config = tmp_path / "gearmgr.yaml"
     config.write_text(f"servers: ['127.0.0.1:{free_port()}']\nfailed_jobs: failed.db\n")
     store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
-    record = store.add(Failure("resize", b"H:x:1", b"u", b"data", "exception", "ValueError: x"))
-    refused = gearmgr(config, "failed", "retry", str(record))
-    assert refused.returncode == 1 and "no job server reachable" in refused.stderr
-    assert refused.stderr.strip().endswith("name the job server with -s HOST:PORT")
-    done = gearmgr(config, "failed", "retry", str(record), "-s", gearmand.address)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith(f"retried {record} (resize) as H:")
-    assert gearmand.status()["resize"][0] == 1
+    data = b"w" * WORKLOAD_LIMIT
+    for n in range(200):
+        store.add(Failure("resize", b"H:x:%d" % n, b"u", data, "exception", "ValueError: x"))
+    store.close()
+    script = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'gearmgr', 'failed', 'retry', '--all',"
+        f" '-c', {str(config)!r}], capture_output=True, text=True)\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.stderr.write(done.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    code, peak_kib = map(int, done.stdout.split())
+    assert code == 1 and "Traceback" not in done.stderr  # no job server there: one line
+    assert done.stderr.count("\n") == 1 and "127.0.0.1:" in done.stderr
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB for 200 MiB of workloads"
+
+
+def test_the_list_reads_no_error_texts(tmp_path: Path) -> None:
+    # 2048 records with 64 KiB tracebacks (128 MiB): the table (and retry --all) never read
+    # the error texts it does not print; `show ID` and --json do.
+    from gearmgr.failures.store import ERROR_LIMIT, Failure
+
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(f"servers: ['127.0.0.1:{free_port()}']\nfailed_jobs: failed.db\n")
+    store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
+    store.add(Failure("resize", b"H:x:1", b"u", b"w", "exception", "E" * ERROR_LIMIT))
+    for _ in range(11):  # doubled 11 times: 2048 records
+        store.db.execute(
+            "INSERT INTO failed (time, host, function, handle, unique_id, reason, error, deaths,"
+            " size, workload, retried) SELECT time, host, function, handle, unique_id, reason,"
+            " error, deaths, size, workload, 1 FROM failed"
+        )
+    store.close()
+    script = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'gearmgr', 'failed',"
+        f" '-c', {str(config)!r}], capture_output=True, text=True)\n"
+        "print(done.returncode, done.stdout.count('\\n'),"
+        " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    code, lines, peak_kib = map(int, done.stdout.split())
+    assert code == 0 and lines == 2049  # a head line and a line per record
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB for 128 MiB of error texts"
 
 
 ASYNC_FAILS = (
@@ -344,3 +396,31 @@ def test_the_failures_of_an_async_function_are_recorded_too(
     assert "ValueError: async cannot take boom" in by_reason["exception"]["error"]
     timed_out = by_reason["timeout"]["error"]
     assert "exceeded its timeout of 1s" in timed_out and "asyncio.sleep(30)" in timed_out
+
+
+def test_retry_goes_to_the_server_of_s_when_the_configs_is_not_the_one_running(
+    tmp_path: Path, gearmand: Gearmand
+) -> None:
+    """As after `make run PORT=N`: the config names 4730-like servers nobody serves."""
+    from gearmgr.failures.store import FailedJobs, Failure, RecordSettings
+
+    config = tmp_path / "gearmgr.yaml"
+    config.write_text(f"servers: ['127.0.0.1:{free_port()}']\nfailed_jobs: failed.db\n")
+    store = FailedJobs(RecordSettings(str(tmp_path / "failed.db")))
+    record = store.add(Failure("resize", b"H:x:1", b"u", b"data", "exception", "ValueError: x"))
+    refused = gearmgr(config, "failed", "retry", str(record))
+    assert refused.returncode == 1 and "no job server reachable" in refused.stderr
+    assert refused.stderr.strip().endswith("name the job server with -s HOST:PORT")
+    done = gearmgr(config, "failed", "retry", str(record), "-s", gearmand.address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"retried {record} (resize) as H:")
+    assert gearmand.status()["resize"][0] == 1
+
+
+ASYNC_FAILS = (
+    "import asyncio\n\n"
+    "async def afail(job):\n"
+    "    if job.text == 'slow':\n"
+    "        await asyncio.sleep(30)\n"
+    "    raise ValueError('async cannot take ' + job.text)\n"
+)

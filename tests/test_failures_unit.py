@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import traceback
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from gearmgr.failures.deaths import DeathCounts
 from gearmgr.failures.quarantine import QuarantineBoard, Quarantined, View, job_key
 from gearmgr.failures.store import (
     ERROR_LIMIT,
+    NAME_LIMIT,
     WORKLOAD_LIMIT,
     FailedJobs,
     Failure,
@@ -77,6 +79,29 @@ def test_a_workload_over_1mib_is_cut_and_marked(tmp_path: Path) -> None:
     assert record.error.startswith("[50 characters cut]\n") and record.error.endswith("x")
     whole = store.get(store.add(failure(data=big[:WORKLOAD_LIMIT])))
     assert whole is not None and not whole.cut and whole.workload == big[:WORKLOAD_LIMIT]
+
+
+def test_an_error_about_a_file_name_that_is_not_utf8_is_recorded(tmp_path: Path) -> None:
+    # A name from os.listdir holds lone surrogates in Python (os.fsdecode), which SQLite cannot
+    # take: the record keeps them escaped rather than being lost.
+    name = os.fsdecode(b"\xff.csv")
+    try:
+        raise ValueError(f"bad row in {name}")
+    except ValueError as exc:
+        text = "".join(traceback.format_exception(exc))
+    store = store_at(tmp_path)
+    record = store.get(store.add(failure(error=text)))
+    assert record is not None and "\\udcff.csv" in record.error
+    assert record.error.startswith("Traceback") and "ValueError" in record.error
+
+
+def test_a_huge_binary_handle_or_unique_id_is_cut_in_the_record(tmp_path: Path) -> None:
+    # gearmand's are at most 64 bytes; a hostile server's may fill a 64 MiB packet.
+    store = store_at(tmp_path)
+    huge = b"\xff" * (8 << 20)
+    record = store.get(store.add(failure(handle=huge, unique=huge)))
+    assert record is not None
+    assert record.handle == record.unique == "\\xff" * NAME_LIMIT + " [cut]"
 
 
 def test_retention_keeps_the_newest_max_and_drops_what_is_older_than_keep(tmp_path: Path) -> None:

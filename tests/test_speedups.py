@@ -165,3 +165,39 @@ def test_the_pure_python_job_path_serves_and_counts_jobs():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "2", "2", "idle"]
+
+
+class _Truthy:
+    def __bool__(self) -> bool:
+        return True
+
+
+class _Seconds:
+    def __float__(self) -> float:
+        return 1.0
+
+
+@pytest.mark.parametrize(
+    "idle, jobs, job_failed, duration",
+    [("idle", 1, _Truthy(), 1.0), (0, "jobs", False, _Seconds()), (0, -1, _Truthy(), 1.0)],
+)
+def test_a_wrong_count_argument_is_its_own_error_not_a_system_error(
+    idle, jobs, job_failed, duration
+):
+    # A bad argument stops count() at once: no more Python code runs with the error pending
+    # (which CPython turns into a SystemError naming the wrong function), nothing is stored.
+    speedups.set_buckets(sb.BUCKETS)
+    words = bytearray(8 * 8)
+    with pytest.raises((TypeError, OverflowError)):
+        speedups.count((words, 0, idle, 1, 2), None, jobs, job_failed, duration)
+    assert words == bytearray(8 * 8)
+
+
+def test_words_not_on_an_8_byte_boundary_are_refused():
+    # uint64 stores at an odd address are undefined behaviour in C (UBSan flags them; some
+    # CPUs trap): count() refuses such a buffer rather than write through it.
+    speedups.set_buckets(sb.BUCKETS)
+    words = bytearray(9 * 8)
+    with pytest.raises(ValueError, match="8-byte"):
+        speedups.count((memoryview(words)[1:], 0, 0, 1, 2), None, 5, True, 1.0)
+    assert words == bytearray(9 * 8)

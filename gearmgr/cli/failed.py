@@ -34,6 +34,7 @@ from gearmgr.wire.client import Client, GearmanError, ServerUnavailable
 from gearmgr.words import plural
 
 SHOWN_WORKLOAD = 1024  # bytes of the workload `show` prints
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id cannot even be looked up
 
 
 def duration(text: str) -> float:
@@ -49,7 +50,7 @@ def record_id(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
+    if not 1 <= value <= MAX_ID:
         raise argparse.ArgumentTypeError(
             f"expected a record id (a whole number >= 1), got {text!r}"
         )
@@ -166,7 +167,7 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def cmd_list(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
     _prune(store)
     since = time.time() - args.since if args.since is not None else None
-    records = store.records(function=args.function, since=since)
+    records = store.records(function=args.function, since=since, errors=args.json)
     if args.json:
         json.dump([r.as_json() for r in records], out, indent=1)
         out.write("\n")
@@ -230,20 +231,23 @@ def format_record(r: Record) -> str:
 
 def cmd_retry(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
     if args.all:
-        records = [r for r in store.records(function=args.function) if not r.retried]
+        records = store.records(function=args.function, errors=False)
+        records = [r for r in records if not r.retried]
         ids = sorted(r.id for r in records)
     else:
         ids = list(dict.fromkeys(args.ids))
-    chosen = {i: store.get(i) for i in ids}
-    missing = [i for i, r in chosen.items() if r is None]
+    known = set(store.ids())  # each workload is read when it is submitted: one at a time
+    missing = [i for i in ids if i not in known]
     if missing:
         return _unknown(store, missing)
     status = 0
     try:
         with Client(args.job_servers) as client:
             for i in ids:
-                record = chosen[i]
-                assert record is not None and record.workload is not None
+                record = store.get(i)
+                if record is None or record.workload is None:  # purged meanwhile
+                    status = _unknown(store, [i])
+                    continue
                 if record.cut:
                     print(
                         f"gearmgr: failed job {i}: its workload ({record.size} bytes) was cut at"

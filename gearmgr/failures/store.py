@@ -7,7 +7,8 @@ timeout of 10 s, one short ``BEGIN IMMEDIATE`` transaction per record, no fsync 
 does). A connection is opened lazily in the process that writes, never carried across a fork.
 Bounded: each insert deletes what is past ``failed_jobs_max`` (by id, oldest first) and older
 than ``failed_jobs_keep``; a workload is kept whole up to 1 MiB, else cut (``size`` keeps the
-real length, and a cut record cannot be retried); an error text is cut to 64 KiB.
+real length, and a cut record cannot be retried); an error text is cut to 64 KiB, a handle or
+unique id to 1 KiB.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 WORKLOAD_LIMIT = 1 << 20  # bytes of a workload kept whole
 ERROR_LIMIT = 65536  # characters of an error text or traceback
+NAME_LIMIT = 1024  # bytes of a handle or unique id kept (gearmand's are at most 64)
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another
 REASONS = ("exception", "timeout", "quarantined")
 
@@ -116,6 +118,19 @@ def _text(value: bytes) -> str:
     return value.decode("utf-8", "backslashreplace")
 
 
+def _name(value: bytes) -> str:
+    """A handle or unique id as stored: cut at NAME_LIMIT bytes (a hostile server's)."""
+    if len(value) <= NAME_LIMIT:
+        return _text(value)
+    return _text(value[:NAME_LIMIT]) + " [cut]"
+
+
+def _storable(text: str) -> str:
+    """``text`` as SQLite takes it: lone surrogates (a file name os.fsdecode made of bytes
+    that are not UTF-8, say) escaped as ``\\udcff``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def clip_error(text: str) -> str:
     """An error text within ERROR_LIMIT: a traceback's end says most, so the start goes."""
     if len(text) <= ERROR_LIMIT:
@@ -197,11 +212,11 @@ class FailedJobs:
                 (
                     now,
                     self.host,
-                    failure.function,
-                    _text(failure.handle),
-                    _text(failure.unique),
+                    _storable(failure.function),
+                    _name(failure.handle),
+                    _name(failure.unique),
                     failure.reason,
-                    clip_error(failure.error),
+                    _storable(clip_error(failure.error)),
                     failure.deaths,
                     len(data),
                     data[:WORKLOAD_LIMIT],
@@ -238,11 +253,18 @@ class FailedJobs:
     # -- reading ---------------------------------------------------------------------------------
 
     def records(
-        self, function: str | None = None, since: float | None = None, limit: int | None = None
+        self,
+        function: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        errors: bool = True,
     ) -> list[Record]:
-        """Records newest first; ``since``: a wall-clock time."""
+        """Records newest first; ``since``: a wall-clock time. ``errors`` False: each record's
+        ``error`` is left empty (not read: up to 64 KiB each, for a table that does not show
+        them)."""
         where, args = _filters(function, since)
-        sql = f"SELECT {_COLUMNS} FROM failed{where} ORDER BY id DESC"
+        columns = _COLUMNS if errors else _COLUMNS.replace(" error,", " '' AS error,")
+        sql = f"SELECT {columns} FROM failed{where} ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         return [Record(*row) for row in self._read(sql, args)]

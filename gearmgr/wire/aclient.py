@@ -30,6 +30,7 @@ from gearmgr.wire.client import (
     _SUBMIT,
     DEFAULT_SERVER,
     MAX_REMEMBERED_HANDLES,
+    MAX_WARNINGS,
     GearmanError,
     JobFailed,
     JobStatus,
@@ -58,17 +59,19 @@ class _Waiter:
         self.function = function
         self.future = future
         self.callbacks = callbacks
-        self.warnings: list[str] = []
+        self.warnings: deque[str] = deque(maxlen=MAX_WARNINGS)
         self.handle = ""
 
 
 class _Request:
-    """A request waiting for its ordered answer; ``waiter``: a foreground submit's."""
+    """A request waiting for its ordered answer, of type ``expect`` (or ERROR); ``waiter``:
+    a foreground submit's."""
 
-    __slots__ = ("answer", "waiter")
+    __slots__ = ("answer", "expect", "waiter")
 
-    def __init__(self, answer: asyncio.Future[Packet], waiter: _Waiter | None) -> None:
+    def __init__(self, answer: asyncio.Future[Packet], expect: int, waiter: _Waiter | None) -> None:
         self.answer = answer
+        self.expect = expect
         self.waiter = waiter
 
 
@@ -90,12 +93,14 @@ class _Connection(asyncio.Protocol):
         self.transport = transport
         self.loop = asyncio.get_running_loop()
 
-    def request(self, data: bytes, waiter: _Waiter | None = None) -> asyncio.Future[Packet]:
-        """Send ``data`` (one request); the future of its answer."""
+    def request(
+        self, data: bytes, expect: int, waiter: _Waiter | None = None
+    ) -> asyncio.Future[Packet]:
+        """Send ``data`` (one request); the future of its answer, of type ``expect`` or ERROR."""
         if self.transport is None or self.lost:
             raise ConnectionResetError(self.lost or "not connected")
         answer: asyncio.Future[Packet] = asyncio.get_running_loop().create_future()
-        self.requests.append(_Request(answer, waiter))
+        self.requests.append(_Request(answer, expect, waiter))
         self.transport.write(data)
         return answer
 
@@ -109,13 +114,22 @@ class _Connection(asyncio.Protocol):
             return
         for packet in packets:
             if packet.type in _ORDERED:
-                self._answered(packet)
+                if not self._answered(packet):
+                    return
             elif packet.args:
                 self._job_packet(packet)
 
-    def _answered(self, packet: Packet) -> None:
+    def _answered(self, packet: Packet) -> bool:
+        """False when the answer is not of the type the request waits for: the answers are
+        out of step with the requests, so every request fails and the connection closes."""
         if not self.requests:
-            return  # an answer nobody asked for: ignored
+            return True  # an answer nobody asked for: ignored
+        if packet.type not in (self.requests[0].expect, T.ERROR):
+            expected, got = T(self.requests[0].expect).name, T(packet.type).name
+            self._fail(f"protocol error: expected {expected}, got {got}")
+            if self.transport is not None:
+                self.transport.close()
+            return False
         request = self.requests.popleft()
         waiter = request.waiter
         if waiter is not None and packet.type == T.JOB_CREATED and not request.answer.done():
@@ -123,6 +137,7 @@ class _Connection(asyncio.Protocol):
             self.jobs.setdefault(packet.args[0], deque()).append(waiter)
         if not request.answer.done():
             request.answer.set_result(packet)
+        return True
 
     def _job_packet(self, packet: Packet) -> None:
         # rstrip: gearmand 1.1.20 ends a WORK_FAIL made of a WORK_EXCEPTION with a stray NUL
@@ -142,19 +157,25 @@ class _Connection(asyncio.Protocol):
             else:
                 exception = _text(packet.args[1]) if kind == T.WORK_EXCEPTION else None
                 waiter.future.set_exception(
-                    JobFailed(waiter.function, waiter.handle, waiter.warnings, exception)
+                    JobFailed(waiter.function, waiter.handle, list(waiter.warnings), exception)
                 )
             return
         for waiter in waiters:
+            if waiter.future.done():  # its submit raised already (a callback, a cancel)
+                continue
             on_data, on_warning, on_status = waiter.callbacks
-            if kind == T.WORK_WARNING:
-                waiter.warnings.append(_text(packet.args[1]))
-                if on_warning:
-                    on_warning(packet.args[1])
-            elif kind == T.WORK_DATA and on_data:
-                on_data(packet.args[1])
-            elif kind == T.WORK_STATUS and on_status:
-                on_status(_int(packet.args[1]), _int(packet.args[2]))
+            try:
+                if kind == T.WORK_WARNING:
+                    waiter.warnings.append(_text(packet.args[1]))
+                    if on_warning:
+                        on_warning(packet.args[1])
+                elif kind == T.WORK_DATA and on_data:
+                    on_data(packet.args[1])
+                elif kind == T.WORK_STATUS and on_status:
+                    on_status(_int(packet.args[1]), _int(packet.args[2]))
+            except Exception as exc:  # a callback's error is its own submit's, as in Client
+                if not waiter.future.done():
+                    waiter.future.set_exception(exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -275,7 +296,7 @@ class AsyncClient:
                 for candidate in [server] if server else self.servers:
                     try:
                         conn = await self._connection(candidate)
-                        answer = await conn.request(packet)
+                        answer = await conn.request(packet, T.STATUS_RES)
                     except OSError as exc:
                         errors[candidate] = str(exc) or type(exc).__name__
                         continue
@@ -306,7 +327,7 @@ class AsyncClient:
         for server in self._candidates(unique, payload):
             try:
                 conn = await self._connection(server)
-                created = await conn.request(packet, waiter)
+                created = await conn.request(packet, T.JOB_CREATED, waiter)
             except OSError as exc:
                 errors[server] = str(exc) or type(exc).__name__
                 self._drop(server)
@@ -337,7 +358,7 @@ class AsyncClient:
             async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(lambda: _Connection(server), host, port)
                 # opt in to WORK_EXCEPTION; old servers answer ERROR, which is fine
-                await conn.request(encode(T.OPTION_REQ, b"exceptions"))
+                await conn.request(encode(T.OPTION_REQ, b"exceptions"), T.OPTION_RES)
         except TimeoutError:
             self._choice.failed(server)
             raise TimeoutError(f"no answer within {self.connect_timeout:g}s") from None

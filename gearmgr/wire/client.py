@@ -30,7 +30,7 @@ import os
 import socket
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -52,6 +52,7 @@ __all__ = [
 DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
 #: Background job handles remembered for status(), oldest dropped first.
 MAX_REMEMBERED_HANDLES = 10_000
+MAX_WARNINGS = 100  # a job's last WORK_WARNING texts kept for JobFailed (a flood is bounded)
 
 _SUBMIT = {
     ("normal", False): T.SUBMIT_JOB,
@@ -390,7 +391,7 @@ class Client:
     ) -> bytes:
         """Read WORK_* packets for ``handle`` until the job ends."""
         on_data, on_warning, on_status = callbacks
-        warnings: list[str] = []
+        warnings: deque[str] = deque(maxlen=MAX_WARNINGS)
         raw_handle = handle.encode("utf-8")
         try:
             while True:
@@ -403,9 +404,9 @@ class Client:
                 if kind == T.WORK_COMPLETE:
                     return args[1]
                 if kind == T.WORK_FAIL:
-                    raise JobFailed(function, handle, warnings)
+                    raise JobFailed(function, handle, list(warnings))
                 if kind == T.WORK_EXCEPTION:
-                    raise JobFailed(function, handle, warnings, _text(args[1]))
+                    raise JobFailed(function, handle, list(warnings), _text(args[1]))
                 if kind == T.WORK_WARNING:
                     warnings.append(_text(args[1]))
                     if on_warning:

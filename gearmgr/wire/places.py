@@ -17,7 +17,8 @@ field checks, keep-alive and backoff are reused as they are):
   PRE_SLEEP and waits for the NOOP (gearmand answers PRE_SLEEP with a NOOP at once when jobs
   are waiting, so nothing is missed);
 * a job failed back (not ours, a bad handle, too big) frees its place without a GRAB: the
-  caller's :meth:`Places.fill` decides where the free place goes.
+  caller's :meth:`Places.fill` decides where the free place goes;
+* a job no GRAB asked for (a server pushing jobs) is failed back, never run past the places.
 
 The socket loop (:mod:`gearmgr.worker.aio`) feeds bytes to :meth:`PlacesSession.feed`, runs
 the jobs, counts them in :class:`Places` and writes what :meth:`Places.fill` hands out beside
@@ -95,7 +96,12 @@ class PlacesSession(ServerSession):
         session's (ERROR, ECHO_RES, unexpected packets)."""
         ptype = packet.type
         if packet.oversize or ptype in JOB_TYPES:
-            self.grabs = max(0, self.grabs - 1)
+            if not self.grabs:  # pushed, not grabbed: run, it would go past the places
+                args = packet.args
+                why = "no GRAB asked for it (the process takes only the jobs it has places for)"
+                name = args[1] if len(args) > 1 else b"?"
+                return self.reject(args[0] if args else b"", name, why, now, grab=False)
+            self.grabs -= 1
             action = super().packet(packet, now, grab=False)
             if type(action) is not Send:  # Run (or Drop): a job came, the window opens
                 self.window = min(self.window * 2, self.max_window)

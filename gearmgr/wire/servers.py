@@ -1,6 +1,7 @@
 """A client's job servers, shared by :class:`~gearmgr.wire.client.Client` and
 :class:`~gearmgr.wire.aclient.AsyncClient`: the list as given (a comma-separated string or a
-list; blanks and duplicates dropped, every address checked now), the order in which to try
+list; blanks and duplicates dropped, ``gm1``, ``GM1`` and ``gm1:4730`` being one server,
+every address checked now), the order in which to try
 them for a job (its rendezvous order, :mod:`gearmgr.wire.rendezvous`), and the servers that
 failed lately, which are tried after the others for :data:`RETRY_DELAY` seconds so that a dead
 server costs one failed connection per delay, not one per call.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 
-from gearmgr.wire.rendezvous import Rendezvous, routing_key
+from gearmgr.wire.rendezvous import Rendezvous, canonical, routing_key
 
 __all__ = ["RETRY_DELAY", "ServerChoice", "server_list"]
 
@@ -20,11 +21,23 @@ RETRY_DELAY = 1.0
 
 
 def server_list(servers: str | Iterable[str]) -> list[str]:
-    """``"gm1:4730, gm2"`` or ``["gm1:4730", "gm2"]`` -> the servers, in order, each once.
-    Raises ValueError for none, or for an address that is not ``HOST[:PORT]``."""
+    """``"gm1:4730, gm2"`` or ``["gm1:4730", "gm2"]`` -> the servers, in order, each once (as
+    first spelled).
+    Raises ValueError for none, or for an address that is not ``HOST[:PORT]``; TypeError for
+    an entry that is not a str."""
     if isinstance(servers, str):
         servers = servers.split(",")
-    listed = list(dict.fromkeys(s.strip() for s in servers if s.strip()))
+    elif isinstance(servers, (bytes, bytearray)):
+        servers = [servers]  # type: ignore[list-item]  # named by the check below
+    servers = list(servers)
+    for server in servers:
+        if not isinstance(server, str):
+            raise TypeError(f"servers: expected addresses as text (str), got {server!r:.80}")
+    first: dict[str, str] = {}  # canonical name -> the first spelling listed
+    for server in (s.strip() for s in servers):
+        if server:
+            first.setdefault(canonical(server), server)  # ValueError for a bad address
+    listed = list(first.values())
     if not listed:
         raise ValueError("at least one job server is needed")
     return listed

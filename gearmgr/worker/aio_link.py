@@ -69,6 +69,16 @@ class Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.worker._received(self, data)
 
+    def pause_writing(self) -> None:
+        """The server does not read what we write (its buffer is over asyncio's high-water
+        mark): stop reading it too, so what it sends cannot make the buffer grow."""
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.out = []
