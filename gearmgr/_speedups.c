@@ -10,6 +10,8 @@
  *   count((words, state, idle, done, failed), counters, jobs, job_failed, duration) -> None
  *   set_buckets(bounds)
  *       gearmgr/scoreboard.py: SlotWriter.job_end
+ *   job_start((words, state, busy, hand, number), handle, unique) -> None
+ *       gearmgr/scoreboard.py: SlotWriter._py_job_start
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -246,6 +248,52 @@ error:
     return NULL;
 }
 
+#define HAND_BYTES 128
+
+/* One job starting in a worker's slot: the job in hand (its function's number, its handle and
+   unique id NUL-padded or cut to HAND_BYTES each), then the state word says BUSY. */
+static PyObject *
+job_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 5 ||
+        !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "job_start((words, state, busy, hand, number), handle: bytes, "
+                        "unique: bytes)");
+        return NULL;
+    }
+    PyObject *const *slot = &PyTuple_GET_ITEM(args[0], 0);
+    Py_buffer view;
+    if (PyObject_GetBuffer(slot[0], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    Py_ssize_t n = view.len / 8, state, hand;
+    uint64_t *w = (uint64_t *)view.buf;
+    unsigned long long busy = PyLong_AsUnsignedLongLong(slot[2]);
+    unsigned long long number = PyLong_AsUnsignedLongLong(slot[4]);
+    if (PyErr_Occurred() || word_index(slot[1], n, &state) < 0 ||
+        word_index(slot[3], n - 2 * HAND_BYTES / 8, &hand) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* The same stores as SlotWriter._py_job_start: struct "<Q128s128s", then the state. */
+    char *h = (char *)&w[hand + 1];
+    Py_ssize_t lh = PyBytes_GET_SIZE(args[1]), lu = PyBytes_GET_SIZE(args[2]);
+    if (lh > HAND_BYTES)
+        lh = HAND_BYTES;
+    if (lu > HAND_BYTES)
+        lu = HAND_BYTES;
+    unsigned char *num = (unsigned char *)&w[hand]; /* "<Q": little-endian on any machine */
+    for (int i = 0; i < 8; i++)
+        num[i] = (unsigned char)(number >> (8 * i));
+    memcpy(h, PyBytes_AS_STRING(args[1]), lh);
+    memset(h + lh, 0, HAND_BYTES - lh);
+    memcpy(h + HAND_BYTES, PyBytes_AS_STRING(args[2]), lu);
+    memset(h + HAND_BYTES + lu, 0, HAND_BYTES - lu);
+    w[state] = busy;
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"assigned_job", (PyCFunction)(void (*)(void))assigned_job, METH_FASTCALL,
      "(handle, functions[name], unique, workload) of one whole JOB_ASSIGN_UNIQ with a non-empty "
@@ -254,6 +302,8 @@ static PyMethodDef methods[] = {
      "WORK_COMPLETE for ``handle`` with ``result``, followed by ``then``."},
     {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL,
      "Count one finished job in a worker's scoreboard slot (SlotWriter.job_end)."},
+    {"job_start", (PyCFunction)(void (*)(void))job_start, METH_FASTCALL,
+     "One job starting in a worker's scoreboard slot (SlotWriter.job_start)."},
     {"set_buckets", (PyCFunction)set_buckets, METH_O,
      "The upper bounds of the job duration histogram, in seconds (scoreboard.BUCKETS)."},
     {NULL, NULL, 0, NULL},

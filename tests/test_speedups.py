@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -127,6 +128,29 @@ def test_the_slot_writer_counts_in_c():
     writer = board.writer(0, ["f"])
     assert writer.job_end.func is speedups.count  # type: ignore[attr-defined]
     board.close()
+
+
+@given(st.binary(max_size=300), st.binary(max_size=300), st.integers(-1, 40))
+def test_starting_a_job_in_c_stores_what_python_stores(handle, unique, number):
+    """The job in hand (cut or padded to HAND_BYTES) and the state word BUSY, the same bytes."""
+    images = []
+    for in_c in (False, True):
+        board = sb.Scoreboard(capacity=2)
+        writer = board.writer(1, ["f"])
+        writer.start(123, 1.0, 4096)
+        start = writer.job_start(number)
+        if in_c:
+            assert start.func is speedups.job_start  # type: ignore[attr-defined]
+        else:
+            start = partial(writer._py_job_start, writer.job_store(number))
+        start(b"x" * 300, b"y" * 300)  # a longer job before: its bytes must not show through
+        start(handle, unique)
+        assert board.read(1).state == "busy"
+        cut = (number, handle[:128].rstrip(b"\0"), unique[:128].rstrip(b"\0"))
+        assert board.in_hand(1) == (cut if number >= 0 else None)
+        images.append(bytes(board.words))
+        board.close()
+    assert images[0] == images[1]
 
 
 # A worker in pure Python (GEARMGR_PURE_PYTHON=1), in a process of its own: two jobs in a row

@@ -55,12 +55,11 @@ __all__ = ["DOWN", "UP", "Worker", "current_rss"]
 
 log = logging.getLogger("gearmgr.worker")
 
-_BUSY = sb.BUSY
 _monotonic = time.monotonic
 _new_job = object.__new__
 #: What the job path needs of one function: handler, name, timeout (0.0: none), its counter
 #: words in the scoreboard (SlotWriter.counter_words), the store that publishes the job in hand
-#: (SlotWriter.job_store).
+#: and says BUSY (SlotWriter.job_start).
 _Entry = tuple[
     Callable[[Job], Any], str, float, "tuple[int, int, int] | None", Callable[[bytes, bytes], None]
 ]
@@ -132,7 +131,6 @@ class Worker(ConnectionLoop):
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
         self._words = scoreboard.words
         slot_writer = self._slot
-        self._state_word = slot_writer.state
         self._job_end = slot_writer.job_end
         self._failures = Failures(records, quarantine, scoreboard, slot, slot_writer)
         self._quarantine = self._failures.view
@@ -145,7 +143,7 @@ class Worker(ConnectionLoop):
                 name,
                 self.timeouts.get(name, 0.0),
                 slot_writer.counter_words(name),
-                slot_writer.job_store(order.index(name) if name in order else -1),
+                slot_writer.job_start(order.index(name) if name in order else -1),
             )
             for name, fn in self.handlers.items()
         }
@@ -342,7 +340,7 @@ class Worker(ConnectionLoop):
         This is the job path (docs/benchmarks.md, "hot path"): plain stores, bound names, no
         call that is not needed. Hooks go at the marked points: job start (the slot says busy,
         the Job exists), failure (:meth:`_failed`), job end (the counters)."""
-        handler, function, timeout, counters, in_hand = entry
+        handler, function, timeout, counters, job_start = entry
         start = _monotonic()
         session = conn.session
         session.last_rx = start
@@ -350,7 +348,9 @@ class Worker(ConnectionLoop):
         if not self._busy:
             self._busy = True
             self._title("busy")
-        self._words[self._state_word] = _BUSY
+        # -- job start: the slot holds the job in hand (for the supervisor, should this job kill
+        # the process) and says BUSY (one call; in C when built) --
+        job_start(handle_b, unique_b)
         # The Job with its slots filled in place: Job.__init__'s checks are for callers that
         # may pass str; these fields come checked from the fast path or the session.
         job = _new_job(Job)
@@ -360,8 +360,6 @@ class Worker(ConnectionLoop):
         job.data = data
         job._send = conn.send_job  # type: ignore[assignment]
         job._log = None
-        # -- job start --
-        in_hand(handle_b, unique_b)  # for the supervisor, should this job kill the process
         quarantine = self._quarantine
         if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
             handler = quarantine.screen(function, handle_b, unique_b, handler)
