@@ -5,6 +5,8 @@
  *
  *   assigned_job(data, functions) -> (handle, value, unique, workload) | None
  *       gearmgr/wire/protocol.py: _py_assigned_job
+ *   recv_job(fd, functions) -> (handle, value, unique, workload) | bytes
+ *       gearmgr/worker/reading.py: the Python reader (socket.recv, then assigned_job)
  *   work_complete(handle, result, then) -> bytes
  *       gearmgr/wire/protocol.py: _py_work_complete
  *   count((words, state, idle, done, failed), counters, jobs, job_failed, duration) -> None
@@ -16,7 +18,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define HEADER_SIZE 12
 
@@ -24,15 +29,10 @@
 static const char ASSIGN_HEAD[8] = {0, 'R', 'E', 'S', 0, 0, 0, 31};
 static const char COMPLETE_HEAD[8] = {0, 'R', 'E', 'Q', 0, 0, 0, 13};
 
+/* The fields of the whole JOB_ASSIGN_UNIQ of ours in p[:n], or None (a new reference). */
 static PyObject *
-assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+parse_assign(const char *p, Py_ssize_t n, PyObject *functions)
 {
-    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "assigned_job(data: bytes, functions: dict)");
-        return NULL;
-    }
-    const char *p = PyBytes_AS_STRING(args[0]);
-    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
     if (n <= HEADER_SIZE || memcmp(p, ASSIGN_HEAD, 8) != 0)
         Py_RETURN_NONE;
     const unsigned char *s = (const unsigned char *)p + 8;
@@ -54,11 +54,11 @@ assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_NONE;
     PyObject *value = NULL; /* borrowed */
     Py_ssize_t name_size = f - h - 1;
-    if (PyDict_GET_SIZE(args[1]) <= 8) {
+    if (PyDict_GET_SIZE(functions) <= 8) {
         /* A worker serves a few functions: comparing the names costs less than hashing. */
         Py_ssize_t pos = 0;
         PyObject *key, *item;
-        while (PyDict_Next(args[1], &pos, &key, &item)) {
+        while (PyDict_Next(functions, &pos, &key, &item)) {
             if (!PyBytes_CheckExact(key)) {
                 value = NULL;
                 goto lookup;
@@ -75,7 +75,7 @@ assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *name = PyBytes_FromStringAndSize(h + 1, name_size);
         if (name == NULL)
             return NULL;
-        value = PyDict_GetItemWithError(args[1], name);
+        value = PyDict_GetItemWithError(functions, name);
         Py_DECREF(name);
         if (value == NULL) {
             if (PyErr_Occurred())
@@ -101,6 +101,77 @@ assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyTuple_SET_ITEM(out, 1, value);
     PyTuple_SET_ITEM(out, 2, unique);
     PyTuple_SET_ITEM(out, 3, workload);
+    return out;
+}
+
+static PyObject *
+assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "assigned_job(data: bytes, functions: dict)");
+        return NULL;
+    }
+    return parse_assign(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), args[1]);
+}
+
+/* Bytes asked of one recv() (gearmgr.worker.reading.RECV_SIZE), read into a buffer kept for the
+   process: no allocation of 64 KiB per read. A second thread reading meanwhile gets its own. */
+#define RECV_SIZE 65536
+static char recv_buffer[RECV_SIZE];
+static int recv_buffer_taken;
+
+/* One read of a blocking socket's fd: the fields of a whole JOB_ASSIGN_UNIQ of ours (as
+   assigned_job), or the bytes read (b"": closed); OSError as socket.recv raises it. */
+static PyObject *
+recv_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyLong_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "recv_job(fd: int, functions: dict)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "recv_job: not a file descriptor");
+        return NULL;
+    }
+    char *buf = recv_buffer;
+    if (recv_buffer_taken) {
+        buf = PyMem_RawMalloc(RECV_SIZE);
+        if (buf == NULL)
+            return PyErr_NoMemory();
+    }
+    else
+        recv_buffer_taken = 1;
+    PyObject *out = NULL;
+    ssize_t got;
+    int err;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        got = recv((int)fd, buf, RECV_SIZE, 0);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (got >= 0)
+            break;
+        if (err != EINTR) { /* EAGAIN (SO_RCVTIMEO): BlockingIOError, as socket.recv */
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto done;
+        }
+        if (PyErr_CheckSignals() < 0) /* PEP 475: a handler that raised ends the read */
+            goto done;
+    }
+    out = parse_assign(buf, got, args[1]);
+    if (out == Py_None) {
+        Py_DECREF(out);
+        out = PyBytes_FromStringAndSize(buf, got);
+    }
+done:
+    if (buf == recv_buffer)
+        recv_buffer_taken = 0;
+    else
+        PyMem_RawFree(buf);
     return out;
 }
 
@@ -298,6 +369,9 @@ static PyMethodDef methods[] = {
     {"assigned_job", (PyCFunction)(void (*)(void))assigned_job, METH_FASTCALL,
      "(handle, functions[name], unique, workload) of one whole JOB_ASSIGN_UNIQ with a non-empty "
      "ASCII handle and a function in ``functions``; else None."},
+    {"recv_job", (PyCFunction)(void (*)(void))recv_job, METH_FASTCALL,
+     "One recv() of a blocking socket's fd: assigned_job's fields of a whole job of ours, or the "
+     "bytes read."},
     {"work_complete", (PyCFunction)(void (*)(void))work_complete, METH_FASTCALL,
      "WORK_COMPLETE for ``handle`` with ``result``, followed by ``then``."},
     {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL,

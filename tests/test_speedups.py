@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import subprocess
 import sys
 from functools import partial
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from gearmgr import scoreboard as sb
 from gearmgr.wire import protocol
 from gearmgr.wire.protocol import REQ, RES, Decoder, PacketType, encode
+from gearmgr.worker import reading
 
 speedups = pytest.importorskip(
     "gearmgr._speedups", reason="the C extension was not built (no C compiler at install)"
@@ -189,3 +192,38 @@ def test_the_pure_python_job_path_serves_and_counts_jobs():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "2", "2", "idle"]
+
+
+def test_reading_a_real_socket_in_c_returns_what_the_python_reader_returns():
+    """worker/reading.py: a whole job of ours comes back split, anything else as the bytes
+    read, b"" once the peer closed, BlockingIOError when SO_RCVTIMEO runs out; the same from
+    the C read on the fd and from the Python read through socket.recv."""
+    job = encode(PacketType.JOB_ASSIGN_UNIQ, b"H:x:1", b"f", b"u1", b"data", magic=RES)
+    other = encode(PacketType.JOB_ASSIGN_UNIQ, b"H:x:2", b"g", b"u2", b"", magic=RES)
+    noop = encode(PacketType.NOOP, magic=RES)
+    functions = {b"f": "entry of f"}
+    seen = []
+    for in_c in (True, False):
+        a, b = socket.socketpair()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 20000))
+        read = reading.job_reader(a if in_c else _NotASocket(a), functions)
+        assert (getattr(read, "func", None) is speedups.recv_job) is in_c
+        got = []
+        for packet in (job, other, noop, job + noop):
+            b.sendall(packet)
+            got.append(read())
+        with pytest.raises(BlockingIOError):
+            read()
+        b.close()
+        got.append(read())
+        a.close()
+        seen.append(got)
+    assert seen[0] == seen[1]
+    assert seen[0] == [(b"H:x:1", "entry of f", b"u1", b"data"), other, noop, job + noop, b""]
+
+
+class _NotASocket:
+    """A stand-in with recv only (as tests and bench/job_path.py use): the Python read."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.recv = sock.recv

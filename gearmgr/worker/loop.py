@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from gearmgr import scoreboard as sb
@@ -30,7 +31,7 @@ from gearmgr.errors import ExitCode
 from gearmgr.failures.quarantine import QuarantineBoard
 from gearmgr.failures.store import RecordSettings
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
-from gearmgr.wire.protocol import assigned_job, work_complete
+from gearmgr.wire.protocol import work_complete
 from gearmgr.wire.session import (
     CONNECTING,
     DOWN,
@@ -48,6 +49,7 @@ from gearmgr.worker.connection import Connection, ConnectionLoop, poll_timeout
 from gearmgr.worker.failures import Failures
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.limits import Limits, current_rss, leave
+from gearmgr.worker.reading import RECV_SIZE, Read, job_reader
 from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
 
@@ -63,10 +65,6 @@ _new_job = object.__new__
 _Entry = tuple[
     Callable[[Job], Any], str, float, "tuple[int, int, int] | None", Callable[[bytes, bytes], None]
 ]
-#: Bytes asked of one recv(). Kept under glibc's default mmap threshold (128 KiB): CPython
-#: allocates the whole size for each recv() and shrinks it after, and a 256 KiB request cost
-#: an mmap + mremap + munmap per job whenever the threshold had not been raised.
-RECV_SIZE = 65536
 #: The process title's job count and the scoreboard's RSS are refreshed at most this often
 #: while jobs run (and whenever the process turns idle).
 REFRESH_INTERVAL = 1.0
@@ -274,36 +272,35 @@ class Worker(ConnectionLoop):
         here, each answer read directly after the reply that asked for it (a busy worker stays
         in this loop: one recv and one sendall per job, nothing else)."""
         session = conn.session
-        recv = conn.sock.recv  # type: ignore[union-attr]
         # Fast path: a read that holds exactly one JOB_ASSIGN_UNIQ of ours with nothing pending
-        # in the decoder, which is every read of a busy worker. Anything else (a name to check,
-        # several packets, part of one) goes through the session.
-        fast = not session.decoder.pending
-        by_name = self._by_name
+        # in the decoder, which is every read of a busy worker, comes back split (in C for a
+        # real socket: worker/reading.py). Anything else (a name to check, several packets, part
+        # of one) comes back as bytes and goes through the session.
+        if session.decoder.pending:
+            read: Read = partial(conn.sock.recv, RECV_SIZE)  # type: ignore[union-attr]
+        else:
+            read = job_reader(conn.sock, self._by_name)
         while True:
             try:
-                data = recv(RECV_SIZE)
+                got = read()
             except BlockingIOError:  # a direct read ran into SO_RCVTIMEO: poll() takes over
                 return
             except OSError as exc:
                 self._lost(conn, _monotonic(), f"receive failed: {exc}")
                 return
-            if not data:
-                self._lost(conn, _monotonic(), "connection closed by the server")
-                return
-            if not fast:
+            if isinstance(got, bytes):
+                if not got:
+                    self._lost(conn, _monotonic(), "connection closed by the server")
+                    return
                 break
-            fields = assigned_job(data, by_name)
-            if fields is None:
-                break
-            handle_b, entry, unique_b, payload = fields  # (a call with *fields costs more)
+            handle_b, entry, unique_b, payload = got  # (a call with *got costs more)
             if not self._job(conn, handle_b, entry, unique_b, payload):
                 return
             if not direct:  # one read per call: the next answer is due (read it directly)
                 if self._direct:
                     self._due = conn
                 return
-        self._decode(conn, session, data, direct)
+        self._decode(conn, session, got, direct)
 
     def _decode(self, conn: Connection, session: ServerSession, data: bytes, direct: bool) -> None:
         """What the fast path left: decode ``data`` and act on each packet."""
