@@ -9,6 +9,8 @@
  *       gearmgr/worker/reading.py: the Python reader (socket.recv, then assigned_job)
  *   work_complete(handle, result, then) -> bytes
  *       gearmgr/wire/protocol.py: _py_work_complete
+ *   send_complete(fd, handle, result, then) -> None
+ *       socket.sendall(work_complete(handle, result, then)) (gearmgr/worker/reading.py)
  *   count((words, state, idle, done, failed), counters, jobs, job_failed, duration) -> None
  *   set_buckets(bounds)
  *       gearmgr/scoreboard.py: SlotWriter.job_end
@@ -210,6 +212,76 @@ work_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
+/* WORK_COMPLETE for handle with result, then ``then``, sent whole on a blocking socket's fd (as
+   socket.sendall: OSError on failure), built in a buffer on the stack when it fits. */
+static PyObject *
+send_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyLong_Check(args[0]) || !PyBytes_Check(args[1]) ||
+        !PyBytes_Check(args[2]) || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_complete(fd: int, handle: bytes, result: bytes, then: bytes)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "send_complete: not a file descriptor");
+        return NULL;
+    }
+    Py_ssize_t hl = PyBytes_GET_SIZE(args[1]), rl = PyBytes_GET_SIZE(args[2]);
+    Py_ssize_t tl = PyBytes_GET_SIZE(args[3]), body = hl + 1 + rl;
+    if (body > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_OverflowError, "a packet's body is limited to 4 GiB");
+        return NULL;
+    }
+    Py_ssize_t total = HEADER_SIZE + body + tl;
+    char small[2048], *buf = small;
+    if (total > (Py_ssize_t)sizeof small && (buf = PyMem_RawMalloc(total)) == NULL)
+        return PyErr_NoMemory();
+    char *o = buf;
+    memcpy(o, COMPLETE_HEAD, 8);
+    o[8] = (char)(body >> 24);
+    o[9] = (char)(body >> 16);
+    o[10] = (char)(body >> 8);
+    o[11] = (char)body;
+    o += HEADER_SIZE;
+    memcpy(o, PyBytes_AS_STRING(args[1]), hl);
+    o[hl] = 0;
+    memcpy(o + hl + 1, PyBytes_AS_STRING(args[2]), rl);
+    memcpy(o + body, PyBytes_AS_STRING(args[3]), tl);
+    PyObject *out = Py_None;
+    Py_ssize_t sent = 0;
+    while (sent < total) {
+        ssize_t n;
+        int err;
+        Py_BEGIN_ALLOW_THREADS
+        n = send((int)fd, buf + sent, total - sent, MSG_NOSIGNAL);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0) {
+            sent += n;
+            continue;
+        }
+        if (err == EINTR) { /* PEP 475: retried unless a signal handler raised */
+            if (PyErr_CheckSignals() < 0) {
+                out = NULL;
+                break;
+            }
+            continue;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        out = NULL;
+        break;
+    }
+    if (buf != small)
+        PyMem_RawFree(buf);
+    Py_XINCREF(out);
+    return out;
+}
+
 /* The job duration histogram's upper bounds (scoreboard.BUCKETS), given once by set_buckets. */
 #define MAX_BUCKETS 64
 static double bounds[MAX_BUCKETS];
@@ -372,6 +444,8 @@ static PyMethodDef methods[] = {
     {"recv_job", (PyCFunction)(void (*)(void))recv_job, METH_FASTCALL,
      "One recv() of a blocking socket's fd: assigned_job's fields of a whole job of ours, or the "
      "bytes read."},
+    {"send_complete", (PyCFunction)(void (*)(void))send_complete, METH_FASTCALL,
+     "work_complete(handle, result, then) sent whole on a blocking socket's fd (sendall)."},
     {"work_complete", (PyCFunction)(void (*)(void))work_complete, METH_FASTCALL,
      "WORK_COMPLETE for ``handle`` with ``result``, followed by ``then``."},
     {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL,

@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 from functools import partial
 
 import pytest
@@ -227,3 +228,32 @@ class _NotASocket:
 
     def __init__(self, sock: socket.socket) -> None:
         self.recv = sock.recv
+
+
+@pytest.mark.parametrize("size", [0, 5, 2100, 300_000])
+def test_the_c_write_sends_the_bytes_of_work_complete(size):
+    """reading.complete_sender on a real socket: the peer reads work_complete's bytes exactly
+    (small ones built on the stack, large ones allocated, partial writes continued), and a
+    closed peer is an OSError as with sendall; stand-ins get None (the loop's sendall)."""
+    a, b = socket.socketpair()
+    send = reading.complete_sender(a)
+    assert send is not None and send.func is speedups.send_complete  # type: ignore[attr-defined]
+    assert reading.complete_sender(_NotASocket(a)) is None
+    result = bytes(range(256)) * (size // 256) + b"r" * (size % 256)
+    expected = protocol._py_work_complete(b"H:x:1", result, b"then")
+    got = bytearray()
+    reader = threading.Thread(target=lambda: _read_into(b, got, len(expected)))
+    reader.start()
+    send(b"H:x:1", result, b"then")
+    reader.join(10)
+    assert bytes(got) == expected
+    b.close()
+    with pytest.raises(OSError):
+        for _ in range(100):  # the first send after the close may still be accepted
+            send(b"H:x:1", b"", b"")
+    a.close()
+
+
+def _read_into(sock: socket.socket, into: bytearray, size: int) -> None:
+    while len(into) < size:
+        into += sock.recv(65536)

@@ -389,15 +389,20 @@ class Worker(ConnectionLoop):
         grab = not (self._stop or self.leaving)
         then = GRAB if grab else b""
         # The reply and the next GRAB in one write, the result copied once.
-        packet = result + then if failed else work_complete(handle_b, result, then)
-        sock = conn.sock
+        # (In C for a real socket: conn.reply, worker/reading.py.)
+        sock, reply = conn.sock, None if failed else conn.reply
         if self._lock is None and sock is not None and session.state == UP:
             try:
-                sock.sendall(packet)
+                if reply is not None:
+                    reply(handle_b, result, then)
+                else:
+                    sock.sendall(result + then if failed else work_complete(handle_b, result, then))
                 return grab
             except OSError as exc:
                 self._lost(conn, _monotonic(), f"send failed: {exc}")
-        elif self._send_locked(conn, packet):
+        elif self._send_locked(
+            conn, result + then if failed else work_complete(handle_b, result, then)
+        ):
             return grab
         log.warning(
             "the result of job %s could not be sent to %s; gearmand re-queues "

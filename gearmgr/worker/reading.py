@@ -1,5 +1,6 @@
-"""The job path's read: one ``recv`` that comes back with a whole job of ours, split, or with
-the bytes read for the session to decode (gearmgr.worker.loop's fast path).
+"""The job path's read and write: one ``recv`` that comes back with a whole job of ours, split,
+or with the bytes read for the session to decode (gearmgr.worker.loop's fast path); one write of
+the reply and the next GRAB.
 
 For a blocking socket.socket (every connection of a running worker) and with the C extension
 built, the read is ``_speedups.recv_job`` on the socket's file descriptor: the recv into a
@@ -43,3 +44,14 @@ def job_reader(sock: Any, functions: dict[bytes, Any]) -> Read:
         return data if fields is None else fields
 
     return read
+
+
+def complete_sender(sock: Any) -> Callable[[bytes, bytes, bytes], None] | None:
+    """The job path's write on ``sock`` in C: ``send(handle, result, then)`` sends
+    WORK_COMPLETE for ``handle`` with ``result`` and then ``then`` whole, as
+    ``sock.sendall(work_complete(handle, result, then))`` does, without building the packet as
+    bytes or socket.sendall's argument parsing. None without the extension or for anything but
+    a blocking socket.socket: the loop then builds the packet and calls sendall."""
+    if speedups is not None and type(sock) is socket.socket and sock.gettimeout() is None:
+        return partial(speedups.send_complete, sock.fileno())
+    return None
