@@ -177,6 +177,26 @@ done:
     return out;
 }
 
+/* WORK_COMPLETE for handle with result, then ``then`` (NULL: nothing), written at o: the sizes
+   were checked by the caller (the body fits 32 bits, o holds it all). */
+static void
+fill_complete(char *o, PyObject *handle, PyObject *result, PyObject *then)
+{
+    Py_ssize_t hl = PyBytes_GET_SIZE(handle), rl = PyBytes_GET_SIZE(result);
+    Py_ssize_t body = hl + 1 + rl;
+    memcpy(o, COMPLETE_HEAD, 8);
+    o[8] = (char)(body >> 24);
+    o[9] = (char)(body >> 16);
+    o[10] = (char)(body >> 8);
+    o[11] = (char)body;
+    o += HEADER_SIZE;
+    memcpy(o, PyBytes_AS_STRING(handle), hl);
+    o[hl] = 0;
+    memcpy(o + hl + 1, PyBytes_AS_STRING(result), rl);
+    if (then != NULL && PyBytes_GET_SIZE(then))
+        memcpy(o + body, PyBytes_AS_STRING(then), PyBytes_GET_SIZE(then));
+}
+
 static PyObject *
 work_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -197,18 +217,7 @@ work_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *out = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + body + tl);
     if (out == NULL)
         return NULL;
-    char *o = PyBytes_AS_STRING(out);
-    memcpy(o, COMPLETE_HEAD, 8);
-    o[8] = (char)(body >> 24);
-    o[9] = (char)(body >> 16);
-    o[10] = (char)(body >> 8);
-    o[11] = (char)body;
-    o += HEADER_SIZE;
-    memcpy(o, PyBytes_AS_STRING(args[0]), hl);
-    o[hl] = 0;
-    memcpy(o + hl + 1, PyBytes_AS_STRING(args[1]), rl);
-    if (tl)
-        memcpy(o + body, PyBytes_AS_STRING(args[2]), tl);
+    fill_complete(PyBytes_AS_STRING(out), args[0], args[1], nargs == 3 ? args[2] : NULL);
     return out;
 }
 
@@ -240,17 +249,7 @@ send_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     char small[2048], *buf = small;
     if (total > (Py_ssize_t)sizeof small && (buf = PyMem_RawMalloc(total)) == NULL)
         return PyErr_NoMemory();
-    char *o = buf;
-    memcpy(o, COMPLETE_HEAD, 8);
-    o[8] = (char)(body >> 24);
-    o[9] = (char)(body >> 16);
-    o[10] = (char)(body >> 8);
-    o[11] = (char)body;
-    o += HEADER_SIZE;
-    memcpy(o, PyBytes_AS_STRING(args[1]), hl);
-    o[hl] = 0;
-    memcpy(o + hl + 1, PyBytes_AS_STRING(args[2]), rl);
-    memcpy(o + body, PyBytes_AS_STRING(args[3]), tl);
+    fill_complete(buf, args[1], args[2], args[3]);
     PyObject *out = Py_None;
     Py_ssize_t sent = 0;
     while (sent < total) {
