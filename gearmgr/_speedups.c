@@ -5,16 +5,25 @@
  *
  *   assigned_job(data, functions) -> (handle, value, unique, workload) | None
  *       gearmgr/wire/protocol.py: _py_assigned_job
+ *   recv_job(fd, functions) -> (handle, value, unique, workload) | bytes
+ *       gearmgr/worker/reading.py: the Python reader (socket.recv, then assigned_job)
  *   work_complete(handle, result, then) -> bytes
  *       gearmgr/wire/protocol.py: _py_work_complete
+ *   send_complete(fd, handle, result, then) -> None
+ *       socket.sendall(work_complete(handle, result, then)) (gearmgr/worker/reading.py)
  *   count((words, state, idle, done, failed), counters, jobs, job_failed, duration) -> None
  *   set_buckets(bounds)
  *       gearmgr/scoreboard.py: SlotWriter.job_end
+ *   job_start((words, state, busy, hand, number), handle, unique) -> None
+ *       gearmgr/scoreboard.py: SlotWriter._py_job_start
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <errno.h>
+#include <limits.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #define HEADER_SIZE 12
 
@@ -22,15 +31,10 @@
 static const char ASSIGN_HEAD[8] = {0, 'R', 'E', 'S', 0, 0, 0, 31};
 static const char COMPLETE_HEAD[8] = {0, 'R', 'E', 'Q', 0, 0, 0, 13};
 
+/* The fields of the whole JOB_ASSIGN_UNIQ of ours in p[:n], or None (a new reference). */
 static PyObject *
-assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+parse_assign(const char *p, Py_ssize_t n, PyObject *functions)
 {
-    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "assigned_job(data: bytes, functions: dict)");
-        return NULL;
-    }
-    const char *p = PyBytes_AS_STRING(args[0]);
-    Py_ssize_t n = PyBytes_GET_SIZE(args[0]);
     if (n <= HEADER_SIZE || memcmp(p, ASSIGN_HEAD, 8) != 0)
         Py_RETURN_NONE;
     const unsigned char *s = (const unsigned char *)p + 8;
@@ -52,11 +56,11 @@ assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             Py_RETURN_NONE;
     PyObject *value = NULL; /* borrowed */
     Py_ssize_t name_size = f - h - 1;
-    if (PyDict_GET_SIZE(args[1]) <= 8) {
+    if (PyDict_GET_SIZE(functions) <= 8) {
         /* A worker serves a few functions: comparing the names costs less than hashing. */
         Py_ssize_t pos = 0;
         PyObject *key, *item;
-        while (PyDict_Next(args[1], &pos, &key, &item)) {
+        while (PyDict_Next(functions, &pos, &key, &item)) {
             if (!PyBytes_CheckExact(key)) {
                 value = NULL;
                 goto lookup;
@@ -73,7 +77,7 @@ assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyObject *name = PyBytes_FromStringAndSize(h + 1, name_size);
         if (name == NULL)
             return NULL;
-        value = PyDict_GetItemWithError(args[1], name);
+        value = PyDict_GetItemWithError(functions, name);
         Py_DECREF(name);
         if (value == NULL) {
             if (PyErr_Occurred())
@@ -103,6 +107,97 @@ assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyObject *
+assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyBytes_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "assigned_job(data: bytes, functions: dict)");
+        return NULL;
+    }
+    return parse_assign(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), args[1]);
+}
+
+/* Bytes asked of one recv() (gearmgr.worker.reading.RECV_SIZE), read into a buffer kept for the
+   process: no allocation of 64 KiB per read. A second thread reading meanwhile gets its own. */
+#define RECV_SIZE 65536
+static char recv_buffer[RECV_SIZE];
+static int recv_buffer_taken;
+
+/* One read of a blocking socket's fd: the fields of a whole JOB_ASSIGN_UNIQ of ours (as
+   assigned_job), or the bytes read (b"": closed); OSError as socket.recv raises it. */
+static PyObject *
+recv_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyLong_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "recv_job(fd: int, functions: dict)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "recv_job: not a file descriptor");
+        return NULL;
+    }
+    char *buf = recv_buffer;
+    if (recv_buffer_taken) {
+        buf = PyMem_RawMalloc(RECV_SIZE);
+        if (buf == NULL)
+            return PyErr_NoMemory();
+    }
+    else
+        recv_buffer_taken = 1;
+    PyObject *out = NULL;
+    ssize_t got;
+    int err;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        got = recv((int)fd, buf, RECV_SIZE, 0);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (got >= 0)
+            break;
+        if (err != EINTR) { /* EAGAIN (SO_RCVTIMEO): BlockingIOError, as socket.recv */
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto done;
+        }
+        if (PyErr_CheckSignals() < 0) /* PEP 475: a handler that raised ends the read */
+            goto done;
+    }
+    out = parse_assign(buf, got, args[1]);
+    if (out == Py_None) {
+        Py_DECREF(out);
+        out = PyBytes_FromStringAndSize(buf, got);
+    }
+done:
+    if (buf == recv_buffer)
+        recv_buffer_taken = 0;
+    else
+        PyMem_RawFree(buf);
+    return out;
+}
+
+/* WORK_COMPLETE for handle with result, then ``then`` (NULL: nothing), written at o: the sizes
+   were checked by the caller (the body fits 32 bits, o holds it all). */
+static void
+fill_complete(char *o, PyObject *handle, PyObject *result, PyObject *then)
+{
+    Py_ssize_t hl = PyBytes_GET_SIZE(handle), rl = PyBytes_GET_SIZE(result);
+    Py_ssize_t body = hl + 1 + rl;
+    memcpy(o, COMPLETE_HEAD, 8);
+    o[8] = (char)(body >> 24);
+    o[9] = (char)(body >> 16);
+    o[10] = (char)(body >> 8);
+    o[11] = (char)body;
+    o += HEADER_SIZE;
+    memcpy(o, PyBytes_AS_STRING(handle), hl);
+    o[hl] = 0;
+    memcpy(o + hl + 1, PyBytes_AS_STRING(result), rl);
+    if (then != NULL && PyBytes_GET_SIZE(then))
+        memcpy(o + body, PyBytes_AS_STRING(then), PyBytes_GET_SIZE(then));
+}
+
+static PyObject *
 work_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     /* then (what follows the packet in the same write) is optional, as in the Python version */
@@ -122,18 +217,67 @@ work_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *out = PyBytes_FromStringAndSize(NULL, HEADER_SIZE + body + tl);
     if (out == NULL)
         return NULL;
-    char *o = PyBytes_AS_STRING(out);
-    memcpy(o, COMPLETE_HEAD, 8);
-    o[8] = (char)(body >> 24);
-    o[9] = (char)(body >> 16);
-    o[10] = (char)(body >> 8);
-    o[11] = (char)body;
-    o += HEADER_SIZE;
-    memcpy(o, PyBytes_AS_STRING(args[0]), hl);
-    o[hl] = 0;
-    memcpy(o + hl + 1, PyBytes_AS_STRING(args[1]), rl);
-    if (tl)
-        memcpy(o + body, PyBytes_AS_STRING(args[2]), tl);
+    fill_complete(PyBytes_AS_STRING(out), args[0], args[1], nargs == 3 ? args[2] : NULL);
+    return out;
+}
+
+/* WORK_COMPLETE for handle with result, then ``then``, sent whole on a blocking socket's fd (as
+   socket.sendall: OSError on failure), built in a buffer on the stack when it fits. */
+static PyObject *
+send_complete(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyLong_Check(args[0]) || !PyBytes_Check(args[1]) ||
+        !PyBytes_Check(args[2]) || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "send_complete(fd: int, handle: bytes, result: bytes, then: bytes)");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "send_complete: not a file descriptor");
+        return NULL;
+    }
+    Py_ssize_t hl = PyBytes_GET_SIZE(args[1]), rl = PyBytes_GET_SIZE(args[2]);
+    Py_ssize_t tl = PyBytes_GET_SIZE(args[3]), body = hl + 1 + rl;
+    if (body > 0xFFFFFFFFLL) {
+        PyErr_SetString(PyExc_OverflowError, "a packet's body is limited to 4 GiB");
+        return NULL;
+    }
+    Py_ssize_t total = HEADER_SIZE + body + tl;
+    char small[2048], *buf = small;
+    if (total > (Py_ssize_t)sizeof small && (buf = PyMem_RawMalloc(total)) == NULL)
+        return PyErr_NoMemory();
+    fill_complete(buf, args[1], args[2], args[3]);
+    PyObject *out = Py_None;
+    Py_ssize_t sent = 0;
+    while (sent < total) {
+        ssize_t n;
+        int err;
+        Py_BEGIN_ALLOW_THREADS
+        n = send((int)fd, buf + sent, total - sent, MSG_NOSIGNAL);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0) {
+            sent += n;
+            continue;
+        }
+        if (err == EINTR) { /* PEP 475: retried unless a signal handler raised */
+            if (PyErr_CheckSignals() < 0) {
+                out = NULL;
+                break;
+            }
+            continue;
+        }
+        errno = err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        out = NULL;
+        break;
+    }
+    if (buf != small)
+        PyMem_RawFree(buf);
+    Py_XINCREF(out);
     return out;
 }
 
@@ -259,14 +403,67 @@ error:
     return NULL;
 }
 
+#define HAND_BYTES 128
+
+/* One job starting in a worker's slot: the job in hand (its function's number, its handle and
+   unique id NUL-padded or cut to HAND_BYTES each), then the state word says BUSY. */
+static PyObject *
+job_start(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3 || !PyTuple_Check(args[0]) || PyTuple_GET_SIZE(args[0]) != 5 ||
+        !PyBytes_Check(args[1]) || !PyBytes_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "job_start((words, state, busy, hand, number), handle: bytes, "
+                        "unique: bytes)");
+        return NULL;
+    }
+    PyObject *const *slot = &PyTuple_GET_ITEM(args[0], 0);
+    Py_buffer view;
+    if (PyObject_GetBuffer(slot[0], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    Py_ssize_t n = view.len / 8, state, hand;
+    uint64_t *w = (uint64_t *)view.buf;
+    unsigned long long busy = PyLong_AsUnsignedLongLong(slot[2]);
+    unsigned long long number = PyLong_AsUnsignedLongLong(slot[4]);
+    if (PyErr_Occurred() || word_index(slot[1], n, &state) < 0 ||
+        word_index(slot[3], n - 2 * HAND_BYTES / 8, &hand) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    /* The same stores as SlotWriter._py_job_start: struct "<Q128s128s", then the state. */
+    char *h = (char *)&w[hand + 1];
+    Py_ssize_t lh = PyBytes_GET_SIZE(args[1]), lu = PyBytes_GET_SIZE(args[2]);
+    if (lh > HAND_BYTES)
+        lh = HAND_BYTES;
+    if (lu > HAND_BYTES)
+        lu = HAND_BYTES;
+    unsigned char *num = (unsigned char *)&w[hand]; /* "<Q": little-endian on any machine */
+    for (int i = 0; i < 8; i++)
+        num[i] = (unsigned char)(number >> (8 * i));
+    memcpy(h, PyBytes_AS_STRING(args[1]), lh);
+    memset(h + lh, 0, HAND_BYTES - lh);
+    memcpy(h + HAND_BYTES, PyBytes_AS_STRING(args[2]), lu);
+    memset(h + HAND_BYTES + lu, 0, HAND_BYTES - lu);
+    w[state] = busy;
+    PyBuffer_Release(&view);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"assigned_job", (PyCFunction)(void (*)(void))assigned_job, METH_FASTCALL,
      "(handle, functions[name], unique, workload) of one whole JOB_ASSIGN_UNIQ with a non-empty "
      "ASCII handle and a function in ``functions``; else None."},
+    {"recv_job", (PyCFunction)(void (*)(void))recv_job, METH_FASTCALL,
+     "One recv() of a blocking socket's fd: assigned_job's fields of a whole job of ours, or the "
+     "bytes read."},
+    {"send_complete", (PyCFunction)(void (*)(void))send_complete, METH_FASTCALL,
+     "work_complete(handle, result, then) sent whole on a blocking socket's fd (sendall)."},
     {"work_complete", (PyCFunction)(void (*)(void))work_complete, METH_FASTCALL,
      "WORK_COMPLETE for ``handle`` with ``result``, followed by ``then``."},
     {"count", (PyCFunction)(void (*)(void))count, METH_FASTCALL,
      "Count one finished job in a worker's scoreboard slot (SlotWriter.job_end)."},
+    {"job_start", (PyCFunction)(void (*)(void))job_start, METH_FASTCALL,
+     "One job starting in a worker's scoreboard slot (SlotWriter.job_start)."},
     {"set_buckets", (PyCFunction)set_buckets, METH_O,
      "The upper bounds of the job duration histogram, in seconds (scoreboard.BUCKETS)."},
     {NULL, NULL, 0, NULL},

@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import struct
 import subprocess
 import sys
+import threading
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +18,7 @@ from hypothesis import strategies as st
 from gearmgr import scoreboard as sb
 from gearmgr.wire import protocol
 from gearmgr.wire.protocol import REQ, RES, Decoder, PacketType, encode
+from gearmgr.worker import reading
 
 speedups = pytest.importorskip(
     "gearmgr._speedups", reason="the C extension was not built (no C compiler at install)"
@@ -129,6 +134,29 @@ def test_the_slot_writer_counts_in_c():
     board.close()
 
 
+@given(st.binary(max_size=300), st.binary(max_size=300), st.integers(-1, 40))
+def test_starting_a_job_in_c_stores_what_python_stores(handle, unique, number):
+    """The job in hand (cut or padded to HAND_BYTES) and the state word BUSY, the same bytes."""
+    images = []
+    for in_c in (False, True):
+        board = sb.Scoreboard(capacity=2)
+        writer = board.writer(1, ["f"])
+        writer.start(123, 1.0, 4096)
+        start = writer.job_start(number)
+        if in_c:
+            assert start.func is speedups.job_start  # type: ignore[attr-defined]
+        else:
+            start = partial(writer._py_job_start, writer.job_store(number))
+        start(b"x" * 300, b"y" * 300)  # a longer job before: its bytes must not show through
+        start(handle, unique)
+        assert board.read(1).state == "busy"
+        cut = (number, handle[:128].rstrip(b"\0"), unique[:128].rstrip(b"\0"))
+        assert board.in_hand(1) == (cut if number >= 0 else None)
+        images.append(bytes(board.words))
+        board.close()
+    assert images[0] == images[1]
+
+
 # A worker in pure Python (GEARMGR_PURE_PYTHON=1), in a process of its own: two jobs in a row
 # served and counted, a job of another function failed back, as with the extension.
 PURE_WORKER = """
@@ -201,3 +229,67 @@ def test_words_not_on_an_8_byte_boundary_are_refused():
     with pytest.raises(ValueError, match="8-byte"):
         speedups.count((memoryview(words)[1:], 0, 0, 1, 2), None, 5, True, 1.0)
     assert words == bytearray(9 * 8)
+
+
+def test_reading_a_real_socket_in_c_returns_what_the_python_reader_returns():
+    """worker/reading.py: a whole job of ours comes back split, anything else as the bytes
+    read, b"" once the peer closed, BlockingIOError when SO_RCVTIMEO runs out; the same from
+    the C read on the fd and from the Python read through socket.recv."""
+    job = encode(PacketType.JOB_ASSIGN_UNIQ, b"H:x:1", b"f", b"u1", b"data", magic=RES)
+    other = encode(PacketType.JOB_ASSIGN_UNIQ, b"H:x:2", b"g", b"u2", b"", magic=RES)
+    noop = encode(PacketType.NOOP, magic=RES)
+    functions = {b"f": "entry of f"}
+    seen = []
+    for in_c in (True, False):
+        a, b = socket.socketpair()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 20000))
+        read = reading.job_reader(a if in_c else _NotASocket(a), functions)
+        assert (getattr(read, "func", None) is speedups.recv_job) is in_c
+        got = []
+        for packet in (job, other, noop, job + noop):
+            b.sendall(packet)
+            got.append(read())
+        with pytest.raises(BlockingIOError):
+            read()
+        b.close()
+        got.append(read())
+        a.close()
+        seen.append(got)
+    assert seen[0] == seen[1]
+    assert seen[0] == [(b"H:x:1", "entry of f", b"u1", b"data"), other, noop, job + noop, b""]
+
+
+class _NotASocket:
+    """A stand-in with recv only (as tests and bench/job_path.py use): the Python read."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.recv = sock.recv
+
+
+@pytest.mark.parametrize("size", [0, 5, 2100, 300_000])
+def test_the_c_write_sends_the_bytes_of_work_complete(size):
+    """reading.complete_sender on a real socket: the peer reads work_complete's bytes exactly
+    (small ones built on the stack, large ones allocated, partial writes continued), and a
+    closed peer is an OSError as with sendall; stand-ins get None (the loop's sendall)."""
+    a, b = socket.socketpair()
+    send = reading.complete_sender(a)
+    assert send is not None and send.func is speedups.send_complete  # type: ignore[attr-defined]
+    assert reading.complete_sender(_NotASocket(a)) is None
+    result = bytes(range(256)) * (size // 256) + b"r" * (size % 256)
+    expected = protocol._py_work_complete(b"H:x:1", result, b"then")
+    got = bytearray()
+    reader = threading.Thread(target=lambda: _read_into(b, got, len(expected)))
+    reader.start()
+    send(b"H:x:1", result, b"then")
+    reader.join(10)
+    assert bytes(got) == expected
+    b.close()
+    with pytest.raises(OSError):
+        for _ in range(100):  # the first send after the close may still be accepted
+            send(b"H:x:1", b"", b"")
+    a.close()
+
+
+def _read_into(sock: socket.socket, into: bytearray, size: int) -> None:
+    while len(into) < size:
+        into += sock.recv(65536)

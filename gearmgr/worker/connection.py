@@ -21,6 +21,7 @@ from collections.abc import Callable
 from gearmgr.logs import ensure_stdio
 from gearmgr.scoreboard import SlotWriter
 from gearmgr.wire.session import UP, ServerSession
+from gearmgr.worker.reading import complete_sender
 
 _monotonic = time.monotonic
 
@@ -33,13 +34,16 @@ DIRECT_READ_TIMEOUT = 0.5
 class Connection:
     """A socket (None while down) and the :class:`ServerSession` that decides what it says."""
 
-    __slots__ = ("send_job", "session", "sock")
+    __slots__ = ("reply", "send_job", "session", "sock")
 
     def __init__(self, session: ServerSession) -> None:
         self.session = session
         self.sock: socket.socket | None = None
         #: what a Job's status/data/warning calls write to (bound per connection)
         self.send_job: Callable[[bytes], None] | None = None
+        #: the job path's write on a connected real socket, in C (reading.complete_sender):
+        #: ``reply(handle, result, then)`` sends WORK_COMPLETE and ``then``; None: sendall
+        self.reply: Callable[[bytes, bytes, bytes], None] | None = None
 
     @property
     def address(self) -> str:
@@ -131,6 +135,7 @@ class ConnectionLoop:
         configure(sock)
         self._poll.modify(sock, select.POLLIN)
         conn.send_job = self._job_sender(conn)
+        conn.reply = complete_sender(sock)
         self._connected(conn, now)
 
     def _close(self, conn: Connection) -> None:
@@ -142,6 +147,7 @@ class ConnectionLoop:
                 pass
             conn.sock.close()
             conn.sock = None
+            conn.reply = None
         self._count_connected()
 
     def _lost(self, conn: Connection, now: float, why: str) -> None:

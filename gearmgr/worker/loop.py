@@ -23,6 +23,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any
 
 from gearmgr import scoreboard as sb
@@ -30,7 +31,7 @@ from gearmgr.errors import ExitCode
 from gearmgr.failures.quarantine import QuarantineBoard
 from gearmgr.failures.store import RecordSettings
 from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
-from gearmgr.wire.protocol import assigned_job, work_complete
+from gearmgr.wire.protocol import work_complete
 from gearmgr.wire.session import (
     CONNECTING,
     DOWN,
@@ -48,6 +49,7 @@ from gearmgr.worker.connection import Connection, ConnectionLoop, poll_timeout
 from gearmgr.worker.failures import Failures
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.limits import Limits, current_rss, leave
+from gearmgr.worker.reading import RECV_SIZE, Read, job_reader
 from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
 
@@ -55,19 +57,14 @@ __all__ = ["DOWN", "UP", "Worker", "current_rss"]
 
 log = logging.getLogger("gearmgr.worker")
 
-_BUSY = sb.BUSY
 _monotonic = time.monotonic
 _new_job = object.__new__
 #: What the job path needs of one function: handler, name, timeout (0.0: none), its counter
 #: words in the scoreboard (SlotWriter.counter_words), the store that publishes the job in hand
-#: (SlotWriter.job_store).
+#: and says BUSY (SlotWriter.job_start).
 _Entry = tuple[
     Callable[[Job], Any], str, float, "tuple[int, int, int] | None", Callable[[bytes, bytes], None]
 ]
-#: Bytes asked of one recv(). Kept under glibc's default mmap threshold (128 KiB): CPython
-#: allocates the whole size for each recv() and shrinks it after, and a 256 KiB request cost
-#: an mmap + mremap + munmap per job whenever the threshold had not been raised.
-RECV_SIZE = 65536
 #: The process title's job count and the scoreboard's RSS are refreshed at most this often
 #: while jobs run (and whenever the process turns idle).
 REFRESH_INTERVAL = 1.0
@@ -132,7 +129,6 @@ class Worker(ConnectionLoop):
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
         self._words = scoreboard.words
         slot_writer = self._slot
-        self._state_word = slot_writer.state
         self._job_end = slot_writer.job_end
         self._failures = Failures(records, quarantine, scoreboard, slot, slot_writer)
         self._quarantine = self._failures.view
@@ -145,7 +141,7 @@ class Worker(ConnectionLoop):
                 name,
                 self.timeouts.get(name, 0.0),
                 slot_writer.counter_words(name),
-                slot_writer.job_store(order.index(name) if name in order else -1),
+                slot_writer.job_start(order.index(name) if name in order else -1),
             )
             for name, fn in self.handlers.items()
         }
@@ -276,36 +272,35 @@ class Worker(ConnectionLoop):
         here, each answer read directly after the reply that asked for it (a busy worker stays
         in this loop: one recv and one sendall per job, nothing else)."""
         session = conn.session
-        recv = conn.sock.recv  # type: ignore[union-attr]
         # Fast path: a read that holds exactly one JOB_ASSIGN_UNIQ of ours with nothing pending
-        # in the decoder, which is every read of a busy worker. Anything else (a name to check,
-        # several packets, part of one) goes through the session.
-        fast = not session.decoder.pending
-        by_name = self._by_name
+        # in the decoder, which is every read of a busy worker, comes back split (in C for a
+        # real socket: worker/reading.py). Anything else (a name to check, several packets, part
+        # of one) comes back as bytes and goes through the session.
+        if session.decoder.pending:
+            read: Read = partial(conn.sock.recv, RECV_SIZE)  # type: ignore[union-attr]
+        else:
+            read = job_reader(conn.sock, self._by_name)
         while True:
             try:
-                data = recv(RECV_SIZE)
+                got = read()
             except BlockingIOError:  # a direct read ran into SO_RCVTIMEO: poll() takes over
                 return
             except OSError as exc:
                 self._lost(conn, _monotonic(), f"receive failed: {exc}")
                 return
-            if not data:
-                self._lost(conn, _monotonic(), "connection closed by the server")
-                return
-            if not fast:
+            if isinstance(got, bytes):
+                if not got:
+                    self._lost(conn, _monotonic(), "connection closed by the server")
+                    return
                 break
-            fields = assigned_job(data, by_name)
-            if fields is None:
-                break
-            handle_b, entry, unique_b, payload = fields  # (a call with *fields costs more)
+            handle_b, entry, unique_b, payload = got  # (a call with *got costs more)
             if not self._job(conn, handle_b, entry, unique_b, payload):
                 return
             if not direct:  # one read per call: the next answer is due (read it directly)
                 if self._direct:
                     self._due = conn
                 return
-        self._decode(conn, session, data, direct)
+        self._decode(conn, session, got, direct)
 
     def _decode(self, conn: Connection, session: ServerSession, data: bytes, direct: bool) -> None:
         """What the fast path left: decode ``data`` and act on each packet."""
@@ -342,7 +337,7 @@ class Worker(ConnectionLoop):
         This is the job path (docs/benchmarks.md, "hot path"): plain stores, bound names, no
         call that is not needed. Hooks go at the marked points: job start (the slot says busy,
         the Job exists), failure (:meth:`_failed`), job end (the counters)."""
-        handler, function, timeout, counters, in_hand = entry
+        handler, function, timeout, counters, job_start = entry
         start = _monotonic()
         session = conn.session
         session.last_rx = start
@@ -350,7 +345,9 @@ class Worker(ConnectionLoop):
         if not self._busy:
             self._busy = True
             self._title("busy")
-        self._words[self._state_word] = _BUSY
+        # -- job start: the slot holds the job in hand (for the supervisor, should this job kill
+        # the process) and says BUSY (one call; in C when built) --
+        job_start(handle_b, unique_b)
         # The Job with its slots filled in place: Job.__init__'s checks are for callers that
         # may pass str; these fields come checked from the fast path or the session.
         job = _new_job(Job)
@@ -360,8 +357,6 @@ class Worker(ConnectionLoop):
         job.data = data
         job._send = conn.send_job  # type: ignore[assignment]
         job._log = None
-        # -- job start --
-        in_hand(handle_b, unique_b)  # for the supervisor, should this job kill the process
         quarantine = self._quarantine
         if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
             handler = quarantine.screen(function, handle_b, unique_b, handler)
@@ -394,15 +389,20 @@ class Worker(ConnectionLoop):
         grab = not (self._stop or self.leaving)
         then = GRAB if grab else b""
         # The reply and the next GRAB in one write, the result copied once.
-        packet = result + then if failed else work_complete(handle_b, result, then)
-        sock = conn.sock
+        # (In C for a real socket: conn.reply, worker/reading.py.)
+        sock, reply = conn.sock, None if failed else conn.reply
         if self._lock is None and sock is not None and session.state == UP:
             try:
-                sock.sendall(packet)
+                if reply is not None:
+                    reply(handle_b, result, then)
+                else:
+                    sock.sendall(result + then if failed else work_complete(handle_b, result, then))
                 return grab
             except OSError as exc:
                 self._lost(conn, _monotonic(), f"send failed: {exc}")
-        elif self._send_locked(conn, packet):
+        elif self._send_locked(
+            conn, result + then if failed else work_complete(handle_b, result, then)
+        ):
             return grab
         log.warning(
             "the result of job %s could not be sent to %s; gearmand re-queues "
