@@ -135,7 +135,8 @@ def test_pause_and_resume_with_a_job_waiting(
     assert resumed.returncode == 0 and "reverse resumed" in resumed.stdout
     wait_for(lambda: gearmand.status()["reverse"][0] == 0, timeout=15, what="the job done")
     assert pool(sup, "reverse")["paused"] is False
-    assert workers_of(gearmand, "reverse") == 2
+    # the first process back may run the job before the other has registered
+    wait_for(lambda: workers_of(gearmand, "reverse") == 2, timeout=15, what="both serve it")
 
 
 def test_scale_sets_the_pool_and_an_unknown_function_names_the_real_ones(
