@@ -26,7 +26,6 @@ WORKLOAD_LIMIT = 1 << 20  # bytes of a workload kept whole
 ERROR_LIMIT = 65536  # characters of an error text or traceback
 NAME_LIMIT = 1024  # bytes of a handle or unique id kept (gearmand's are at most 64)
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another
-REASONS = ("exception", "timeout", "quarantined")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS failed (
@@ -70,7 +69,7 @@ class Failure:
     handle: bytes
     unique: bytes
     workload: bytes
-    reason: str  # one of REASONS
+    reason: str  # "exception", "timeout" or "quarantined" (scoreboard.RECORD_REASONS)
     error: str
     deaths: int = 0
 

@@ -20,16 +20,13 @@ are dropped by their handle.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from gearmgr.units import parse_address
 from gearmgr.wire.client import (
-    _SUBMIT,
     DEFAULT_SERVER,
-    MAX_REMEMBERED_HANDLES,
     MAX_WARNINGS,
     GearmanError,
     JobFailed,
@@ -38,7 +35,8 @@ from gearmgr.wire.client import (
     ServerUnavailable,
     _int,
     _text,
-    encode_data,
+    job_status,
+    submit_packet,
 )
 from gearmgr.wire.protocol import Decoder, Packet, encode
 from gearmgr.wire.protocol import PacketType as T
@@ -222,7 +220,6 @@ class AsyncClient:
         self.connect_timeout = connect_timeout
         self._conns: dict[str, _Connection] = {}
         self._connecting: dict[str, asyncio.Task[_Connection]] = {}
-        self._handles: OrderedDict[str, str] = OrderedDict()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -251,15 +248,7 @@ class AsyncClient:
     ) -> bytes | str:
         """Submit a job; its result (``bytes``), or its handle (``str``) if ``background``.
         As :meth:`Client.submit <gearmgr.wire.client.Client.submit>`, errors included."""
-        ptype = _SUBMIT.get((priority, background))
-        if ptype is None:
-            raise ValueError(f"priority must be 'high', 'normal' or 'low', not {priority!r}")
-        name = function.encode("utf-8")
-        key = (uuid.uuid4().hex if unique is None else unique).encode("utf-8")
-        if b"\0" in name or b"\0" in key:
-            raise ValueError("function names and unique ids cannot contain NUL bytes")
-        payload = encode_data(data)
-        packet = encode(ptype, name, key, payload)
+        packet, key, payload = submit_packet(function, data, background, priority, unique)
         limit = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
         end = None if limit is None else loop.time() + limit
@@ -272,7 +261,7 @@ class AsyncClient:
                 server, created = await self._create(packet, key, payload, waiter)
                 handle = _text(created.args[0])
                 if waiter is None:
-                    self._remember(handle, server)
+                    self._choice.created(handle, server)
                     return handle
                 return await waiter.future
         except TimeoutError:
@@ -288,7 +277,7 @@ class AsyncClient:
         :meth:`Client.status <gearmgr.wire.client.Client.status>`."""
         limit = self.timeout if timeout is None else timeout
         packet = encode(T.GET_STATUS, handle.encode("utf-8"))
-        server = self._handles.get(handle)
+        server = self._choice.creator(handle)
         errors: dict[str, str] = {}
         candidate = server or self.servers[0]
         try:
@@ -301,15 +290,14 @@ class AsyncClient:
                         errors[candidate] = str(exc) or type(exc).__name__
                         continue
                     _error(conn, answer)
-                    known, running, num, den = answer.args[1:]
-                    result = JobStatus(known == b"1", running == b"1", _int(num), _int(den))
+                    result = job_status(answer)
                     if result.known:
                         return result
         except TimeoutError:  # as Client: a server that does not answer in time is unavailable
             errors[candidate] = "timed out"
         if errors:
             raise ServerUnavailable(errors)
-        self._handles.pop(handle, None)
+        self._choice.forget(handle)
         return JobStatus(False, False, 0, 0)
 
     # -- servers and connections ------------------------------------------------------------
@@ -383,12 +371,6 @@ class AsyncClient:
                 waiters.remove(waiter)
                 if not waiters:
                     del conn.jobs[waiter.handle.encode()]
-
-    def _remember(self, handle: str, server: str) -> None:
-        self._handles[handle] = server
-        self._handles.move_to_end(handle)
-        while len(self._handles) > MAX_REMEMBERED_HANDLES:
-            self._handles.popitem(last=False)
 
 
 def _error(conn: _Connection, answer: Packet) -> None:

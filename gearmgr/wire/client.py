@@ -30,7 +30,7 @@ import os
 import socket
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -50,8 +50,6 @@ __all__ = [
 ]
 
 DEFAULT_SERVER = f"127.0.0.1:{DEFAULT_PORT}"
-#: Background job handles remembered for status(), oldest dropped first.
-MAX_REMEMBERED_HANDLES = 10_000
 MAX_WARNINGS = 100  # a job's last WORK_WARNING texts kept for JobFailed (a flood is bounded)
 
 _SUBMIT = {
@@ -175,6 +173,28 @@ class _Deadline:
         return self.end is not None and time.monotonic() >= self.end
 
 
+def submit_packet(
+    function: str, data: Any, background: bool, priority: str, unique: str | None
+) -> tuple[bytes, bytes, bytes]:
+    """A job's SUBMIT packet, with its unique id and workload (which pick its server), for
+    Client and AsyncClient. ValueError for an unknown priority or a NUL in the names."""
+    ptype = _SUBMIT.get((priority, background))
+    if ptype is None:
+        raise ValueError(f"priority must be 'high', 'normal' or 'low', not {priority!r}")
+    name = function.encode("utf-8")
+    key = (uuid.uuid4().hex if unique is None else unique).encode("utf-8")
+    if b"\0" in name or b"\0" in key:
+        raise ValueError("function names and unique ids cannot contain NUL bytes")
+    payload = encode_data(data)
+    return encode(ptype, name, key, payload), key, payload
+
+
+def job_status(answer: Packet) -> JobStatus:
+    """A STATUS_RES packet as a JobStatus."""
+    known, running, num, den = answer.args[1:]
+    return JobStatus(known == b"1", running == b"1", _int(num), _int(den))
+
+
 class Client:
     """A Gearman client for one or more job servers (see the module docstring for the choice
     of a job's server and failover).
@@ -196,7 +216,6 @@ class Client:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._conns: dict[str, _Connection] = {}
-        self._handles: OrderedDict[str, str] = OrderedDict()
         self._pid = os.getpid()
 
     def __enter__(self) -> Client:
@@ -234,19 +253,11 @@ class Client:
         Raises :class:`JobFailed`, :class:`JobTimeout`, :class:`ServerUnavailable` or
         :class:`GearmanError` (an ERROR packet or a broken connection).
         """
-        ptype = _SUBMIT.get((priority, background))
-        if ptype is None:
-            raise ValueError(f"priority must be 'high', 'normal' or 'low', not {priority!r}")
-        name = function.encode("utf-8")
-        key = (uuid.uuid4().hex if unique is None else unique).encode("utf-8")
-        if b"\0" in name or b"\0" in key:
-            raise ValueError("function names and unique ids cannot contain NUL bytes")
+        packet, key, payload = submit_packet(function, data, background, priority, unique)
         deadline = _Deadline(self.timeout if timeout is None else timeout)
-        payload = encode_data(data)
-        packet = encode(ptype, name, key, payload)
         conn, handle = self._create(packet, self._choice.for_job(key, payload), deadline)
         if background:
-            self._remember(handle, conn.server)
+            self._choice.created(handle, conn.server)
             return handle
         callbacks = (on_data, on_warning, on_status)
         return self._wait(conn, function, handle, deadline, callbacks)
@@ -262,7 +273,7 @@ class Client:
         """
         deadline = _Deadline(self.timeout if timeout is None else timeout)
         packet = encode(T.GET_STATUS, handle.encode("utf-8"))
-        server = self._handles.get(handle)
+        server = self._choice.creator(handle)
         errors: dict[str, str] = {}
         for candidate in [server] if server else self.servers:
             try:
@@ -270,13 +281,12 @@ class Client:
             except (OSError, ProtocolError) as exc:
                 errors[candidate] = _describe(exc)
                 continue
-            known, running, num, den = answer.args[1:]
-            result = JobStatus(known == b"1", running == b"1", _int(num), _int(den))
+            result = job_status(answer)
             if result.known:
                 return result
         if errors:
             raise ServerUnavailable(errors)
-        self._handles.pop(handle, None)
+        self._choice.forget(handle)
         return JobStatus(False, False, 0, 0)
 
     def echo(self, data: bytes = b"", *, timeout: float | None = None) -> bytes:
@@ -372,12 +382,6 @@ class Client:
             tried = "".join(f"; {name}: {err}" for name, err in errors.items())
             raise JobTimeout(f"no job server accepted the job in time{tried}")
         raise ServerUnavailable(errors)
-
-    def _remember(self, handle: str, server: str) -> None:
-        self._handles[handle] = server
-        self._handles.move_to_end(handle)
-        while len(self._handles) > MAX_REMEMBERED_HANDLES:
-            self._handles.popitem(last=False)
 
     # -- foreground jobs --------------------------------------------------------------------
 

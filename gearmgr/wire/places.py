@@ -133,20 +133,13 @@ class PlacesSession(ServerSession):
     pending_sleep = False
 
     def feed(self, data: bytes, now: float, grab: bool = True) -> list[Action]:
-        """Bytes from the server -> what to do, in order (see :meth:`packet`)."""
-        packets = self.decode(data, now)
-        if isinstance(packets, Drop):
-            return [packets]
-        out: list[Action] = []
-        for packet in packets:
-            action = self.packet(packet, now, grab)
-            if action is not None:
-                out.append(action)
-                if type(action) is Drop:
-                    return out  # the rest belongs to a stream that is gone
+        """Bytes from the server -> what to do, in order (see :meth:`packet`), with the
+        PRE_SLEEP owed after a Run last (none once the connection is dropped)."""
+        out = super().feed(data, now, grab)
         if self.pending_sleep:
             self.pending_sleep = False
-            out.append(Send(PRE_SLEEP))
+            if not (out and type(out[-1]) is Drop):
+                out.append(Send(PRE_SLEEP))
         return out
 
 

@@ -4,20 +4,24 @@ list; blanks and duplicates dropped, ``gm1``, ``GM1`` and ``gm1:4730`` being one
 every address checked now), the order in which to try
 them for a job (its rendezvous order, :mod:`gearmgr.wire.rendezvous`), and the servers that
 failed lately, which are tried after the others for :data:`RETRY_DELAY` seconds so that a dead
-server costs one failed connection per delay, not one per call.
+server costs one failed connection per delay, not one per call; and which server created each
+background job (the last :data:`MAX_REMEMBERED_HANDLES`), where ``status`` asks about it.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from gearmgr.wire.rendezvous import Rendezvous, canonical, routing_key
 
-__all__ = ["RETRY_DELAY", "ServerChoice", "server_list"]
+__all__ = ["MAX_REMEMBERED_HANDLES", "RETRY_DELAY", "ServerChoice", "server_list"]
 
 #: Seconds a server that failed is tried after the healthy ones.
 RETRY_DELAY = 1.0
+#: Background job handles remembered for status(), oldest dropped first.
+MAX_REMEMBERED_HANDLES = 10_000
 
 
 def server_list(servers: str | Iterable[str]) -> list[str]:
@@ -53,6 +57,7 @@ class ServerChoice:
         self._rendezvous = Rendezvous(self.servers)  # ValueError for a bad address, now
         self._failed_at: dict[str, float] = {}
         self._clock = clock
+        self._created: OrderedDict[str, str] = OrderedDict()  # handle -> its server
 
     def for_job(self, unique: bytes, payload: bytes) -> list[str]:
         """The servers to try for a job: its hash order, those that failed lately last."""
@@ -68,3 +73,17 @@ class ServerChoice:
 
     def answered(self, server: str) -> None:
         self._failed_at.pop(server, None)
+
+    def created(self, handle: str, server: str) -> None:
+        """``server`` created the background job ``handle``."""
+        self._created[handle] = server
+        self._created.move_to_end(handle)
+        while len(self._created) > MAX_REMEMBERED_HANDLES:
+            self._created.popitem(last=False)
+
+    def creator(self, handle: str) -> str | None:
+        """The server that created ``handle`` (None: not one of the last remembered)."""
+        return self._created.get(handle)
+
+    def forget(self, handle: str) -> None:
+        self._created.pop(handle, None)

@@ -100,8 +100,7 @@ class AsyncWorker(Owner):
         self._slot = scoreboard.writer(slot, counters if counters is not None else sorted(handlers))
         self._words = scoreboard.words
         self._table = {
-            name: (fn, self.timeouts.get(name, 0.0), self._slot.functions.get(name))
-            for name, fn in self.handlers.items()
+            name: (fn, self.timeouts.get(name, 0.0)) for name, fn in self.handlers.items()
         }
         self._deadlines = Deadlines(self._slot)
         self._failures = Failures(records, None, scoreboard, slot, self._slot)  # no quarantine
@@ -305,7 +304,7 @@ class AsyncWorker(Owner):
         data: bytes,
         answered: list[bool],
     ) -> None:
-        handler, _, fb = self._table[function]
+        handler, timeout = self._table[function]
         job = Job(handle_b, function, unique_b, data, link.sender(generation))
         start = _monotonic()
         failed = False
@@ -315,7 +314,7 @@ class AsyncWorker(Owner):
         except asyncio.CancelledError as exc:
             failed = True
             if answered[0]:  # its timeout: failed for the client already, recorded now
-                self._failures.cancelled(job, self._table[function][1], exc)
+                self._failures.cancelled(job, timeout, exc)
             reply = b"" if answered[0] else self._failure(job, exc)
         except BaseException as exc:  # the job fails, the process and its other jobs live on
             failed = True
@@ -323,11 +322,9 @@ class AsyncWorker(Owner):
         failed = failed or answered[0]
         if not answered[0]:
             link.reply(reply, generation, job.handle)
-        self._finished(link, function, fb, failed, _monotonic() - start)
+        self._finished(link, function, failed, _monotonic() - start)
 
-    def _finished(
-        self, link: Link, function: str, fb: int | None, failed: bool, duration: float
-    ) -> None:
+    def _finished(self, link: Link, function: str, failed: bool, duration: float) -> None:
         """A job's task has ended (its reply is queued): free its place, count it, check the
         limits, grab again."""
         assert self.places is not None

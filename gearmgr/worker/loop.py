@@ -125,7 +125,6 @@ class Worker(ConnectionLoop):
         # Scoreboard: the slot's words, written with plain stores at indexes computed once.
         if scoreboard is None:  # on its own: a private slot, so the job path has no branches
             scoreboard, slot = sb.Scoreboard(capacity=1), 0
-        self._sb = scoreboard
         self._slot = scoreboard.writer(slot, counters if counters is not None else names)
         self._words = scoreboard.words
         slot_writer = self._slot
@@ -413,8 +412,8 @@ class Worker(ConnectionLoop):
         return False
 
     def _failed(self, job: Job, exc: BaseException) -> bytes:
-        """A job raised: log it, and the reply that fails it (job.failure_reply). A job that
-        called sys.exit() or raised KeyboardInterrupt makes the process leave."""
+        """A job raised: recorded and logged, and the reply that fails it (Failures.fail). A
+        job that called sys.exit() or raised KeyboardInterrupt makes the process leave."""
         reply = self._failures.fail(job, exc)
         if isinstance(exc, (SystemExit, KeyboardInterrupt)):
             self._stop = True  # the job asked the process to exit: it does, and says why
