@@ -9,7 +9,8 @@ setup(
     ext_modules=[
         Extension(
             "gearmgr._speedups",
-            ["gearmgr/_speedups.c"],
+            ["gearmgr/_speedups.c", "gearmgr/_slots.c", "gearmgr/_serve.c"],
+            depends=["gearmgr/_speedups.h"],
             optional=True,
             extra_compile_args=["-O2"],
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def main() -> int:
     strace = cm.which("strace")
     with cm.Gearmand() as g:
         for kind in args.kinds.split(","):
-            fn = f"noop_sys_{kind.replace('@', '_').replace('/', '_')}"
+            fn = f"noop_sys_{re.sub(r'[^A-Za-z0-9_]', '_', kind)}"
             cmd, env = cm.worker_command(kind, g.address, fn)
             out = cm.build_dir() / f"strace-{fn}.txt"
             proc = subprocess.Popen(cmd, env=env)

@@ -316,8 +316,7 @@ class SlotWriter:
         #: run for every job (the worker's job path).
         self.job_end: Callable[[Counters, int, bool, float], None] = self._py_job_end
         if _speedups is not None:
-            slot = (self.words, self.state, IDLE, self.done, self.failed)
-            self.job_end = partial(_speedups.count, slot)
+            self.job_end = partial(_speedups.count, self.end_words())
 
     def job_start(self, number: int) -> Callable[[bytes, bytes], None]:
         """``start(handle, unique)``: one job of the function at place ``number`` of the
@@ -325,10 +324,19 @@ class SlotWriter:
         state word says BUSY. One call on the job path; in C when gearmgr/_speedups.c was
         built."""
         if _speedups is not None:
-            return partial(
-                _speedups.job_start, (self.words, self.state, BUSY, self.hand_word, number + 1)
-            )
+            return partial(_speedups.job_start, self.start_words(number))
         return partial(self._py_job_start, self.job_store(number))
+
+    def start_words(self, number: int) -> tuple[memoryview, int, int, int, int] | None:
+        """What gearmgr/_serve.c stores when it starts a job of the function at place
+        ``number`` (as :meth:`job_start` does); None without the C extension."""
+        if _speedups is None:
+            return None
+        return (self.words, self.state, BUSY, self.hand_word, number + 1)
+
+    def end_words(self) -> tuple[memoryview, int, int, int, int]:
+        """What :attr:`job_end` (and gearmgr/_serve.c) stores a finished job in, in C."""
+        return (self.words, self.state, IDLE, self.done, self.failed)
 
     def _py_job_start(
         self, store: Callable[[bytes, bytes], None], handle: bytes, unique: bytes

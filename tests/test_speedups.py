@@ -293,3 +293,23 @@ def test_the_c_write_sends_the_bytes_of_work_complete(size):
 def _read_into(sock: socket.socket, into: bytearray, size: int) -> None:
     while len(into) < size:
         into += sock.recv(65536)
+
+
+def test_the_c_loop_sends_the_sessions_grab():
+    from gearmgr.wire.session import GRAB
+
+    assert speedups.GRAB == GRAB
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        (),
+        (0, {}, (), 0, 0.0, 0),  # ctx of the wrong size
+        (-1, {}, (object,) * 8, 0, 0.0, 0),  # not a file descriptor
+        (0, {}, (int, None, None, None, None, 0, 0.0, None), 0, 0.0, 0),  # no Job slots
+    ],
+)
+def test_the_c_loop_refuses_wrong_arguments_before_reading(args):
+    with pytest.raises((TypeError, ValueError)):
+        speedups.serve(*args)

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from gearmgr.logs import ensure_stdio
 from gearmgr.scoreboard import SlotWriter
 from gearmgr.wire.session import UP, ServerSession
-from gearmgr.worker.reading import complete_sender
+from gearmgr.worker.reading import Serve, complete_sender
 
 _monotonic = time.monotonic
 
@@ -34,7 +34,7 @@ DIRECT_READ_TIMEOUT = 0.5
 class Connection:
     """A socket (None while down) and the :class:`ServerSession` that decides what it says."""
 
-    __slots__ = ("reply", "send_job", "session", "sock")
+    __slots__ = ("reply", "send_job", "serve", "session", "sock")
 
     def __init__(self, session: ServerSession) -> None:
         self.session = session
@@ -44,6 +44,8 @@ class Connection:
         #: the job path's write on a connected real socket, in C (reading.complete_sender):
         #: ``reply(handle, result, then)`` sends WORK_COMPLETE and ``then``; None: sendall
         self.reply: Callable[[bytes, bytes, bytes], None] | None = None
+        #: the loop of a busy worker in C on it (reading.job_server; set by the Worker), or None
+        self.serve: Serve | None = None
 
     @property
     def address(self) -> str:
@@ -147,7 +149,7 @@ class ConnectionLoop:
                 pass
             conn.sock.close()
             conn.sock = None
-            conn.reply = None
+            conn.reply = conn.serve = None
         self._count_connected()
 
     def _lost(self, conn: Connection, now: float, why: str) -> None:

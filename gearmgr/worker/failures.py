@@ -56,7 +56,7 @@ class Failures:
         SystemExit and a quarantine), and return the reply that fails it for its client."""
         self.exception(job, exc)  # recorded before the WORK_FAIL goes out
         trace = not isinstance(exc, (SystemExit, Quarantined))
-        job.log.error("failed: %s", exception_text(exc), exc_info=trace)
+        job.log.error("failed: %s", exception_text(exc), exc_info=exc if trace else False)
         return failure_reply(job._handle, exc)
 
     def exception(self, job: Job, exc: BaseException) -> None:

@@ -27,16 +27,14 @@ from functools import partial
 from typing import Any
 
 from gearmgr import scoreboard as sb
-from gearmgr.errors import ExitCode
 from gearmgr.failures.quarantine import QuarantineBoard
 from gearmgr.failures.store import RecordSettings
-from gearmgr.logs import ensure_stdio, reopen_log_file, set_label
+from gearmgr.logs import ensure_stdio, set_label
 from gearmgr.wire.protocol import work_complete
 from gearmgr.wire.session import (
     CONNECTING,
     DOWN,
     GRAB,
-    RESET_ABILITIES,
     UP,
     Action,
     Connect,
@@ -48,8 +46,10 @@ from gearmgr.wire.session import (
 from gearmgr.worker.connection import Connection, ConnectionLoop, poll_timeout
 from gearmgr.worker.failures import Failures
 from gearmgr.worker.job import Job, to_bytes
-from gearmgr.worker.limits import Limits, current_rss, leave
-from gearmgr.worker.reading import RECV_SIZE, Read, job_reader
+from gearmgr.worker.limits import Limits, current_rss
+from gearmgr.worker.process import ProcessState
+from gearmgr.worker.reading import RECV_SIZE, Read, job_reader, job_server
+from gearmgr.worker.serving import Serving, unsent
 from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
 
@@ -61,16 +61,19 @@ _monotonic = time.monotonic
 _new_job = object.__new__
 #: What the job path needs of one function: handler, name, timeout (0.0: none), its counter
 #: words in the scoreboard (SlotWriter.counter_words), the store that publishes the job in hand
-#: and says BUSY (SlotWriter.job_start).
+#: and says BUSY (SlotWriter.job_start) and the words it stores to in C (start_words; None
+#: without the C extension).
 _Entry = tuple[
-    Callable[[Job], Any], str, float, "tuple[int, int, int] | None", Callable[[bytes, bytes], None]
+    Callable[[Job], Any],
+    str,
+    float,
+    "tuple[int, int, int] | None",
+    Callable[[bytes, bytes], None],
+    "tuple[Any, ...] | None",
 ]
-#: The process title's job count and the scoreboard's RSS are refreshed at most this often
-#: while jobs run (and whenever the process turns idle).
-REFRESH_INTERVAL = 1.0
 
 
-class Worker(ConnectionLoop):
+class Worker(ConnectionLoop, Serving, ProcessState):
     """Serve ``handlers`` (function name -> callable taking a Job) from every server.
 
     ``timeouts`` maps function names to a job timeout in seconds: a job that runs longer is
@@ -141,6 +144,7 @@ class Worker(ConnectionLoop):
                 self.timeouts.get(name, 0.0),
                 slot_writer.counter_words(name),
                 slot_writer.job_start(order.index(name) if name in order else -1),
+                slot_writer.start_words(order.index(name) if name in order else -1),
             )
             for name, fn in self.handlers.items()
         }
@@ -159,6 +163,10 @@ class Worker(ConnectionLoop):
         # Only with one server: with several, every read goes through poll() so that a busy
         # server cannot starve the others (their jobs, their keep-alive answers).
         self._direct = len(self.conns) == 1
+        # The loop of a busy worker in C (gearmgr/_serve.c) where it is the whole job path: one
+        # server, no watchdog, no max_memory (set in run(), after the baseline check).
+        self._in_c = False
+        self._flags = bytearray(1)  # [0]: a stop was asked for (read by the C loop)
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -171,6 +179,7 @@ class Worker(ConnectionLoop):
         self._failures.thread_id = threading.get_ident()
         self.limits.check_baseline()
         self._limited = bool(self.limits)
+        self._in_c = self._direct and self._lock is None and not self.limits.max_memory
         if self._watchdog is not None:
             self._watchdog.start()
         now = _monotonic()
@@ -204,6 +213,7 @@ class Worker(ConnectionLoop):
     def stop(self) -> None:
         """Ask for a graceful stop (safe from a signal handler)."""
         self._stop = True
+        self._flags[0] = 1
         self._wakeup.wake()
 
     # -- time ------------------------------------------------------------------------------------
@@ -225,26 +235,12 @@ class Worker(ConnectionLoop):
             if action is not None:
                 self._do(conn, action, now)
 
-    def _refresh(self, now: float) -> None:
-        """The title's job count and the scoreboard's RSS; a log reopen asked for by SIGUSR1."""
-        self._refresh_at = now + REFRESH_INTERVAL
-        if not self.limits.max_memory:  # else the limit check writes it after each job
-            self._slot.set(self._slot.rss, current_rss())
-        self._title("busy" if self._busy else "idle")
-        if self._reopen:
-            self._reopen = False
-            ensure_stdio()  # before the log file is opened again
-            reopen_log_file()
-
-    def _turn_idle(self) -> None:
-        self._busy = False
-        ensure_stdio()  # a job may have closed fd 0-2: give them /dev/null while nothing runs
-        self._refresh(_monotonic())
-
     # -- connections (the socket side: gearmgr.worker.connection) --------------------------------
 
     def _connected(self, conn: Connection, now: float) -> None:
         first = conn.session.connected(now, grab=not (self._stop or self.leaving))
+        if self._in_c:
+            conn.serve = job_server(conn.sock, self._by_name, self._serve_context(conn))
         self._count_connected()
         if first is not None:
             self._do(conn, first, now)
@@ -277,6 +273,14 @@ class Worker(ConnectionLoop):
         # of one) comes back as bytes and goes through the session.
         if session.decoder.pending:
             read: Read = partial(conn.sock.recv, RECV_SIZE)  # type: ignore[union-attr]
+        elif (
+            direct
+            and self._busy
+            and conn.serve is not None
+            and not (self._stop or self.leaving or self._quarantine.keys)
+        ):
+            self._serve(conn)  # jobs in a row, in C
+            return
         else:
             read = job_reader(conn.sock, self._by_name)
         while True:
@@ -298,6 +302,9 @@ class Worker(ConnectionLoop):
             if not direct:  # one read per call: the next answer is due (read it directly)
                 if self._direct:
                     self._due = conn
+                return
+            if conn.serve is not None and not (self._stop or self.leaving or self._quarantine.keys):
+                self._serve(conn)  # busy now: the jobs that follow, in C
                 return
         self._decode(conn, session, got, direct)
 
@@ -336,7 +343,7 @@ class Worker(ConnectionLoop):
         This is the job path (docs/benchmarks.md, "hot path"): plain stores, bound names, no
         call that is not needed. Hooks go at the marked points: job start (the slot says busy,
         the Job exists), failure (:meth:`_failed`), job end (the counters)."""
-        handler, function, timeout, counters, job_start = entry
+        handler, function, timeout, counters, job_start, _ = entry
         start = _monotonic()
         session = conn.session
         session.last_rx = start
@@ -373,6 +380,20 @@ class Worker(ConnectionLoop):
             result = self._failed(job, exc)  # -- failure --
         if timeout:  # in time: from here on the watchdog leaves the job alone
             self._watchdog.disarm()  # type: ignore[union-attr]
+        return self._end(conn, handle_b, counters, result, failed, start)
+
+    def _end(
+        self,
+        conn: Connection,
+        handle_b: bytes,
+        counters: tuple[int, int, int] | None,
+        result: bytes,
+        failed: bool,
+        start: float,
+    ) -> bool:
+        """The rest of a job whose function returned ``result`` (or the reply that fails it):
+        count it, check the limits, send the reply and the next GRAB; see :meth:`_job`."""
+        session = conn.session
         end = _monotonic()
         # -- job end: counted in the slot, which then says IDLE (one call; in C when built) --
         self.jobs = jobs = self.jobs + 1
@@ -403,12 +424,7 @@ class Worker(ConnectionLoop):
             conn, result + then if failed else work_complete(handle_b, result, then)
         ):
             return grab
-        log.warning(
-            "the result of job %s could not be sent to %s; gearmand re-queues "
-            "a job whose worker disconnected (unless it restarted without a persistent queue)",
-            job.handle,
-            conn.address,
-        )
+        unsent(handle_b, conn.address)
         return False
 
     def _failed(self, job: Job, exc: BaseException) -> bytes:
@@ -420,27 +436,3 @@ class Worker(ConnectionLoop):
             self.leaving = sb.REASON_JOB_EXIT
             self._slot.set(self._slot.job_exit, sb.job_exit_word(exc))
         return reply
-
-    # -- process state ---------------------------------------------------------------------------
-
-    def _shutdown(self) -> int:
-        leave(self._slot, self.leaving, self.parent_pid, self.jobs)
-        for conn in self.conns:
-            if conn.session.state == UP:
-                self._send(conn, RESET_ABILITIES)
-            if conn.sock is not None:
-                conn.sock.close()
-        return ExitCode.OK
-
-    def _request_reopen(self) -> None:
-        self._reopen = True
-
-    def _woken(self) -> None:
-        """The wakeup pipe: a signal's handler has run (stop, log reopen)."""
-        self._wakeup.drain()
-        if self._reopen:
-            self._refresh(_monotonic())
-
-    def _title(self, state: str) -> None:
-        if self._set_title is not None:
-            self._set_title(f"gearmgr: worker {self._names} [jobs={self.jobs} {state}]")

@@ -30,6 +30,8 @@ RECV_SIZE = 65536
 #: What a read returns: the fields of a whole JOB_ASSIGN_UNIQ of ours (handle, the function's
 #: entry, unique id, workload) as a tuple, or the bytes read (b"": the server closed).
 Read = Callable[[], "tuple[bytes, Any, bytes, bytes] | bytes"]
+#: The loop of a busy worker in C (job_server): ``serve(jobs, refresh_at, seen)``.
+Serve = Callable[[int, float, int], Any]
 
 
 def job_reader(sock: Any, functions: dict[bytes, Any]) -> Read:
@@ -54,4 +56,14 @@ def complete_sender(sock: Any) -> Callable[[bytes, bytes, bytes], None] | None:
     a blocking socket.socket: the loop then builds the packet and calls sendall."""
     if speedups is not None and type(sock) is socket.socket and sock.gettimeout() is None:
         return partial(speedups.send_complete, sock.fileno())
+    return None
+
+
+def job_server(sock: Any, functions: dict[bytes, Any], ctx: tuple[Any, ...]) -> Serve | None:
+    """The loop of a busy worker in C on ``sock`` (gearmgr/_serve.c):
+    ``serve(jobs, refresh_at, seen)`` runs the jobs that follow one another, each read,
+    run, counted and answered with the next GRAB, and returns what Python has to finish.
+    None without the extension or for anything but a blocking socket.socket."""
+    if speedups is not None and type(sock) is socket.socket and sock.gettimeout() is None:
+        return partial(speedups.serve, sock.fileno(), functions, ctx)
     return None

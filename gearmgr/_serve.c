@@ -1,0 +1,292 @@
+/* The loop of a busy worker in C: jobs that follow one another on one connection, each read,
+ * run and answered here without going back to the interpreter's loop.
+ *
+ *   serve(fd, functions, ctx, jobs, refresh_at, seen)
+ *       gearmgr/worker/loop.py: Worker._receive's fast path, Worker._job and Worker._end
+ *
+ * Per job, the same steps as the Python path, in the same order: one recv() of a whole
+ * JOB_ASSIGN_UNIQ of ours (gm_parse_assign), the job in hand stored in the slot (BUSY), a Job
+ * with its slots filled in place, the function called, its result made bytes (None: b"",
+ * anything else but bytes: ctx's to_bytes), the job counted in the slot (IDLE), WORK_COMPLETE and
+ * the next GRAB_JOB_UNIQ in one send(). The worker calls it only where that is the whole job
+ * path: one server, no job timeout (no watchdog thread), no max_memory, no quarantined job
+ * published, the process already busy (gearmgr/worker/serving.py).
+ *
+ * It returns to Python as soon as anything else is due, with what Python has to finish:
+ *   bytes                          a read that is not a whole job of ours (b"": closed): the
+ *                                  session decodes it
+ *   (handle, entry, unique, data)  a job it did not start: a stop was asked for, the quarantine
+ *                                  list changed, or the function has a timeout
+ *   (handle, entry, job, outcome, start)
+ *                                  a job that ran and is neither counted nor answered: outcome is
+ *                                  its result (bytes) or what it raised; it failed, or a limit,
+ *                                  a stop or the once-a-second refresh is due
+ *   (handle, exc)                  a job counted whose answer could not be sent (exc: OSError)
+ * and raises what socket.recv raises (BlockingIOError when SO_RCVTIMEO ran out). Jobs it
+ * counted are in the slot's "done" word, which Python reads back.
+ *
+ * ctx = (job_type, send_job, end_slot, flags, gen, max_jobs, deadline, to_bytes):
+ *   job_type   gearmgr.worker.job.Job (its __slots__, filled by offset)
+ *   send_job   what the Job's status/data calls write to (Connection.send_job)
+ *   end_slot   (words, state, idle, done, failed), as for count()
+ *   flags      a writable buffer; flags[0] != 0: a stop was asked for (Worker.stop)
+ *   gen        the quarantine list's generation word (QuarantineView.gen), compared with seen
+ *   max_jobs   0: none; deadline: max_lifetime's monotonic time, 0.0: none
+ * A function's entry in functions (Worker._by_name) is (handler, name, timeout, counters,
+ * job_start, start_slot), start_slot as for job_start().
+ */
+#include "_speedups.h"
+
+#include <structmember.h>
+#include <time.h>
+
+/* time.monotonic(): the same clock, in seconds. */
+static double
+monotonic(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Job.__slots__ by offset, found once for the type given. */
+static const char *const SLOT_NAMES[] = {"_handle", "_log", "_send", "_unique", "data", "function"};
+enum { S_HANDLE, S_LOG, S_SEND, S_UNIQUE, S_DATA, S_FUNCTION, NSLOTS };
+static PyTypeObject *slots_of;
+static Py_ssize_t slot_offset[NSLOTS];
+
+static int
+find_slots(PyObject *type)
+{
+    if ((PyTypeObject *)type == slots_of)
+        return 0;
+    if (!PyType_Check(type)) {
+        PyErr_SetString(PyExc_TypeError, "serve: job_type must be a class");
+        return -1;
+    }
+    for (int i = 0; i < NSLOTS; i++) {
+        PyObject *d = PyObject_GetAttrString(type, SLOT_NAMES[i]); /* the class's descriptor */
+        int ok = d != NULL && Py_IS_TYPE(d, &PyMemberDescr_Type) &&
+                 ((PyMemberDescrObject *)d)->d_member->type == T_OBJECT_EX;
+        if (ok)
+            slot_offset[i] = ((PyMemberDescrObject *)d)->d_member->offset;
+        Py_XDECREF(d);
+        if (!ok) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_TypeError, "serve: job_type has no slot %s", SLOT_NAMES[i]);
+            return -1;
+        }
+    }
+    slots_of = (PyTypeObject *)type;
+    return 0;
+}
+
+static PyObject *
+new_job(PyTypeObject *type, PyObject *const *fields, PyObject *send, PyObject *name)
+{
+    PyObject *job = type->tp_alloc(type, 0);
+    if (job == NULL)
+        return NULL;
+    PyObject *values[NSLOTS];
+    values[S_HANDLE] = fields[0];
+    values[S_LOG] = Py_None;
+    values[S_SEND] = send;
+    values[S_UNIQUE] = fields[2];
+    values[S_DATA] = fields[3];
+    values[S_FUNCTION] = name;
+    for (int i = 0; i < NSLOTS; i++)
+        *(PyObject **)((char *)job + slot_offset[i]) = Py_NewRef(values[i]);
+    return job;
+}
+
+/* What the function raised, as an exception instance with its traceback. */
+static PyObject *
+raised(void)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+/* The entry's start slot when the job may run here (no timeout, C stores), else NULL. */
+static PyObject *
+runs_here(PyObject *entry)
+{
+    if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 6)
+        return NULL;
+    PyObject *timeout = PyTuple_GET_ITEM(entry, 2), *start = PyTuple_GET_ITEM(entry, 5);
+    if (start == Py_None || !PyFloat_CheckExact(timeout) || PyFloat_AS_DOUBLE(timeout) != 0.0 ||
+        !PyUnicode_CheckExact(PyTuple_GET_ITEM(entry, 1)))
+        return NULL;
+    return start;
+}
+
+typedef struct {
+    int fd;
+    PyObject *functions, *job_type, *send_job, *to_bytes, *grab;
+    unsigned char *flags;
+    uint64_t *w, *gen, seen, jobs, max_jobs;
+    Py_ssize_t n;
+    double deadline, refresh_at;
+    gm_end end;
+} loop;
+
+/* One job from the read of n bytes at buf; NULL with an exception, Py_None to go on, anything
+   else is serve()'s answer. */
+static PyObject *
+one_job(loop *L, const char *buf, ssize_t got)
+{
+    PyObject *fields = gm_parse_assign(buf, got, L->functions);
+    if (fields == NULL)
+        return NULL;
+    if (fields == Py_None) {
+        Py_DECREF(fields);
+        return PyBytes_FromStringAndSize(buf, got);
+    }
+    PyObject *const *f = &PyTuple_GET_ITEM(fields, 0);
+    PyObject *entry = f[1], *start_slot = runs_here(entry);
+    if (start_slot == NULL || L->flags[0] || L->gen[0] != L->seen)
+        return fields; /* Python runs it */
+    gm_start st;
+    gm_func fc;
+    if (gm_start_slot(start_slot, L->n, &st) < 0 ||
+        gm_counters(PyTuple_GET_ITEM(entry, 3), L->n, &fc) < 0) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    double start = monotonic();
+    gm_job_start(L->w, &st, f[0], f[2]);
+    PyObject *job = new_job((PyTypeObject *)L->job_type, f, L->send_job, PyTuple_GET_ITEM(entry, 1));
+    if (job == NULL) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    PyObject *result = PyObject_CallOneArg(PyTuple_GET_ITEM(entry, 0), job);
+    if (result == Py_None) {
+        Py_DECREF(result);
+        result = PyBytes_FromStringAndSize(NULL, 0);
+    }
+    else if (result != NULL && !PyBytes_CheckExact(result)) {
+        Py_SETREF(result, PyObject_CallOneArg(L->to_bytes, result));
+        if (result != NULL && !PyBytes_Check(result)) {
+            Py_SETREF(result, NULL);
+            PyErr_SetString(PyExc_TypeError, "to_bytes did not return bytes");
+        }
+    }
+    int failed = result == NULL;
+    if (failed && (result = raised()) == NULL) { /* an error without an exception: cannot be */
+        Py_DECREF(job);
+        Py_DECREF(fields);
+        return NULL;
+    }
+    double end = monotonic();
+    uint64_t jobs = L->jobs + 1;
+    if (failed || L->flags[0] || (L->max_jobs && jobs >= L->max_jobs) ||
+        (L->deadline > 0.0 && end >= L->deadline) || end >= L->refresh_at) {
+        PyObject *out = Py_BuildValue("(OONNd)", f[0], entry, job, result, start);
+        Py_DECREF(fields);
+        return out; /* Python counts and answers it (Worker._end) */
+    }
+    gm_count(L->w, &L->end, &fc, jobs, 0, end - start);
+    L->jobs = jobs;
+    Py_DECREF(job);
+    PyObject *out = Py_None;
+    if (gm_send_complete(L->fd, f[0], result, L->grab) < 0) {
+        PyObject *exc = raised();
+        out = exc == NULL ? NULL : Py_BuildValue("(ON)", f[0], exc);
+    }
+    else
+        Py_INCREF(out);
+    Py_DECREF(result);
+    Py_DECREF(fields);
+    return out;
+}
+
+PyObject *
+gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6 || !PyDict_Check(args[1]) || !PyTuple_Check(args[2]) ||
+        PyTuple_GET_SIZE(args[2]) != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "serve(fd, functions: dict, (job_type, send_job, end_slot, flags, gen, "
+                        "max_jobs, deadline, to_bytes), jobs, refresh_at, seen)");
+        return NULL;
+    }
+    PyObject *const *ctx = &PyTuple_GET_ITEM(args[2], 0);
+    loop L = {.functions = args[1], .job_type = ctx[0], .send_job = ctx[1], .to_bytes = ctx[7]};
+    if ((L.fd = gm_fd(args[0], "serve")) < 0 || find_slots(ctx[0]) < 0)
+        return NULL;
+    L.jobs = PyLong_AsUnsignedLongLong(args[3]);
+    L.seen = PyLong_AsUnsignedLongLong(args[5]);
+    L.max_jobs = PyLong_AsUnsignedLongLong(ctx[5]);
+    L.deadline = PyFloat_AsDouble(ctx[6]);
+    L.refresh_at = PyFloat_AsDouble(args[4]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer words, flags, gen;
+    if (!PyTuple_Check(ctx[2]) || PyTuple_GET_SIZE(ctx[2]) != 5) {
+        PyErr_SetString(PyExc_TypeError, "serve: end_slot is (words, state, idle, done, failed)");
+        return NULL;
+    }
+    if (gm_words(PyTuple_GET_ITEM(ctx[2], 0), &words) < 0)
+        return NULL;
+    PyObject *out = NULL;
+    char *buf = NULL;
+    if (PyObject_GetBuffer(ctx[3], &flags, PyBUF_WRITABLE) < 0)
+        goto no_flags;
+    if (gm_words(ctx[4], &gen) < 0)
+        goto no_gen;
+    L.w = (uint64_t *)words.buf;
+    L.n = words.len / 8;
+    L.flags = (unsigned char *)flags.buf;
+    L.gen = (uint64_t *)gen.buf;
+    if (flags.len < 1 || gen.len < 8) {
+        PyErr_SetString(PyExc_ValueError, "serve: flags or gen too short");
+        goto done;
+    }
+    if (gm_end_slot(ctx[2], L.n, &L.end) < 0)
+        goto done;
+    if ((L.grab = PyBytes_FromStringAndSize(GRAB_PACKET, HEADER_SIZE)) == NULL)
+        goto done;
+    if ((buf = gm_take_buffer()) == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (;;) {
+        int err;
+        ssize_t got = gm_recv(L.fd, buf, RECV_SIZE, &err);
+        if (got < 0) {
+            if (err != EINTR) { /* EAGAIN (SO_RCVTIMEO): BlockingIOError, as socket.recv */
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+                break;
+            }
+            if (PyErr_CheckSignals() < 0) /* PEP 475: a handler that raised ends the read */
+                break;
+            continue;
+        }
+        out = one_job(&L, buf, got);
+        if (out != Py_None)
+            break;
+        Py_DECREF(out);
+        out = NULL;
+        /* a signal's Python handler (a stop) runs now, not at the next bytecode of a handler */
+        if (PyErr_CheckSignals() < 0)
+            break;
+    }
+done:
+    if (buf != NULL)
+        gm_give_buffer(buf);
+    Py_XDECREF(L.grab);
+    PyBuffer_Release(&gen);
+no_gen:
+    PyBuffer_Release(&flags);
+no_flags:
+    PyBuffer_Release(&words);
+    return out;
+}

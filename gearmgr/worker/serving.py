@@ -1,0 +1,136 @@
+"""The worker loop's busy path in C: jobs that follow one another on one connection, run by
+``gearmgr/_serve.c`` without going back to the Python loop for each.
+
+Where it applies (the Worker decides: one server, no job timeout, no max_memory, the C
+extension built, the process already busy, nothing quarantined, no stop asked for), a read of
+the answer to our GRAB goes to ``serve``, which reads, runs, counts and answers job after job
+exactly as :meth:`Worker._job` would, and comes back with what the Python loop does better: a
+packet that is not a job of ours, a job that failed, a limit, a stop or the once-a-second
+refresh that is due. This module finishes what it hands back; the job counts it made are read
+back from the scoreboard slot, which it wrote as it went.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from gearmgr import scoreboard as sb
+from gearmgr.failures.quarantine import View
+from gearmgr.wire.session import ServerSession
+from gearmgr.worker.connection import Connection
+from gearmgr.worker.job import Job, to_bytes
+from gearmgr.worker.limits import Limits
+
+log = logging.getLogger("gearmgr.worker")
+
+_monotonic = time.monotonic
+
+
+def unsent(handle: bytes, address: str) -> None:
+    """The warning for a job whose result could not be sent."""
+    log.warning(
+        "the result of job %s could not be sent to %s; gearmand re-queues a job whose worker "
+        "disconnected (unless it restarted without a persistent queue)",
+        handle.decode("ascii", "replace"),
+        address,
+    )
+
+
+class Serving:
+    """The part of the Worker that hands busy stretches to C. The Worker provides the
+    attributes below and the methods it calls."""
+
+    jobs: int
+    limits: Limits
+    _by_name: dict[bytes, Any]
+    _direct: bool
+    _due: Connection | None
+    _flags: bytearray
+    _quarantine: View
+    _refresh_at: float
+    _slot: sb.SlotWriter
+    _words: memoryview
+
+    def _serve_context(self, conn: Connection) -> tuple[Any, ...]:
+        """What gearmgr/_serve.c needs of this process and ``conn`` (its ctx argument)."""
+        return (
+            Job,
+            conn.send_job,
+            self._slot.end_words(),
+            self._flags,
+            self._quarantine.gen,
+            self.limits.max_jobs,
+            float(self.limits.deadline),
+            to_bytes,
+        )
+
+    def _serve(self, conn: Connection) -> None:
+        """Serve the jobs that follow on ``conn`` in C, then finish what it hands back."""
+        session = conn.session
+        try:
+            got = conn.serve(self.jobs, self._refresh_at, self._quarantine.seen)  # type: ignore[misc]
+        except BlockingIOError:  # the answer is late (SO_RCVTIMEO): poll() takes over
+            return
+        except OSError as exc:
+            self._lost(conn, _monotonic(), f"receive failed: {exc}")
+            return
+        finally:
+            self._served(session)
+        if type(got) is bytes:  # not a job of ours: the session decodes it
+            if got:
+                self._decode(conn, session, got, True)
+            else:
+                self._lost(conn, _monotonic(), "connection closed by the server")
+            return
+        if len(got) == 4:  # a job it did not start (a stop, the quarantine, a timeout)
+            sent = self._job(conn, *got)
+        elif len(got) == 5:  # a job that ran: failed, or a limit, a stop or the refresh is due
+            handle_b, entry, job, outcome, start = got
+            failed = isinstance(outcome, BaseException)
+            result = self._failed(job, outcome) if failed else outcome
+            sent = self._end(conn, handle_b, entry[3], result, failed, start)
+        else:  # a job counted whose answer could not be sent
+            handle_b, error = got
+            self._lost(conn, _monotonic(), f"send failed: {error}")
+            unsent(handle_b, conn.address)
+            return
+        if sent and self._direct:
+            self._due = conn
+
+    def _served(self, session: ServerSession) -> None:
+        """The jobs C counted (the slot's done word) become the process's; the server was
+        heard from."""
+        done = self._words[self._slot.done]
+        if done != self.jobs:
+            self.jobs = done
+            session.last_rx = _monotonic()
+            session.echo_deadline = 0.0
+
+    # -- provided by the Worker ----------------------------------------------------------------
+
+    def _lost(self, conn: Connection, now: float, why: str) -> None:
+        raise NotImplementedError
+
+    def _decode(self, conn: Connection, session: ServerSession, data: bytes, direct: bool) -> None:
+        raise NotImplementedError
+
+    def _job(
+        self, conn: Connection, handle_b: bytes, entry: Any, unique_b: bytes, data: bytes
+    ) -> bool:
+        raise NotImplementedError
+
+    def _end(
+        self,
+        conn: Connection,
+        handle_b: bytes,
+        counters: tuple[int, int, int] | None,
+        result: bytes,
+        failed: bool,
+        start: float,
+    ) -> bool:
+        raise NotImplementedError
+
+    def _failed(self, job: Job, exc: BaseException) -> bytes:
+        raise NotImplementedError
