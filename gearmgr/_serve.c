@@ -77,7 +77,9 @@ find_slots(PyObject *type)
             return -1;
         }
     }
-    slots_of = (PyTypeObject *)type;
+    /* kept alive: no other class can come to have its address while its offsets are here */
+    Py_INCREF(type);
+    Py_XSETREF(slots_of, (PyTypeObject *)type);
     return 0;
 }
 
