@@ -335,65 +335,66 @@ class Worker(ConnectionLoop, Serving, ProcessState):
             self._due = conn
 
     def _job(
-        self, conn: Connection, handle_b: bytes, entry: _Entry, unique_b: bytes, data: bytes
+        self,
+        conn: Connection,
+        handle_b: bytes,
+        entry: _Entry,
+        unique_b: bytes,
+        data: bytes,
+        ran: tuple[Job, bytes | BaseException, float] | None = None,
     ) -> bool:
         """Run one job whose names were checked, count it, and send its reply and the next
         GRAB in one write. True when that GRAB went out: its answer may be read directly.
 
         This is the job path (docs/benchmarks.md, "hot path"): plain stores, bound names, no
         call that is not needed. Hooks go at the marked points: job start (the slot says busy,
-        the Job exists), failure (:meth:`_failed`), job end (the counters)."""
+        the Job exists), failure (:meth:`_failed`), job end (the counters). ``ran``: the job
+        already ran in C (its Job, its result or what it raised, its start), the rest is done
+        here."""
         handler, function, timeout, counters, job_start, _ = entry
-        start = _monotonic()
         session = conn.session
-        session.last_rx = start
-        session.echo_deadline = 0.0
-        if not self._busy:
-            self._busy = True
-            self._title("busy")
-        # -- job start: the slot holds the job in hand (for the supervisor, should this job kill
-        # the process) and says BUSY (one call; in C when built) --
-        job_start(handle_b, unique_b)
-        # The Job with its slots filled in place: Job.__init__'s checks are for callers that
-        # may pass str; these fields come checked from the fast path or the session.
-        job = _new_job(Job)
-        job._handle = handle_b
-        job.function = function
-        job._unique = unique_b
-        job.data = data
-        job._send = conn.send_job  # type: ignore[assignment]
-        job._log = None
-        quarantine = self._quarantine
-        if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
-            handler = quarantine.screen(function, handle_b, unique_b, handler)
-        if timeout:  # then there is a watchdog: it fails the job at start + timeout
-            self._watchdog.arm(conn, handle_b, start, timeout, function, job)  # type: ignore[union-attr]
-        failed = False
-        try:
-            result = handler(job)
-            if result is None:
-                result = b""
-            elif type(result) is not bytes:
-                result = to_bytes(result)
-        except BaseException as exc:  # the job fails, the process lives on
-            failed = True
-            result = self._failed(job, exc)  # -- failure --
-        if timeout:  # in time: from here on the watchdog leaves the job alone
-            self._watchdog.disarm()  # type: ignore[union-attr]
-        return self._end(conn, handle_b, counters, result, failed, start)
-
-    def _end(
-        self,
-        conn: Connection,
-        handle_b: bytes,
-        counters: tuple[int, int, int] | None,
-        result: bytes,
-        failed: bool,
-        start: float,
-    ) -> bool:
-        """The rest of a job whose function returned ``result`` (or the reply that fails it):
-        count it, check the limits, send the reply and the next GRAB; see :meth:`_job`."""
-        session = conn.session
+        if ran is not None:  # it ran in C (worker/serving.py): what it returned or raised
+            job, outcome, start = ran
+            if isinstance(outcome, BaseException):
+                failed, result = True, self._failed(job, outcome)  # -- failure --
+            else:
+                failed, result = False, outcome
+        else:
+            start = _monotonic()
+            session.last_rx = start
+            session.echo_deadline = 0.0
+            if not self._busy:
+                self._busy = True
+                self._title("busy")
+            # -- job start: the slot holds the job in hand (for the supervisor, should this job
+            # kill the process) and says BUSY (one call; in C when built) --
+            job_start(handle_b, unique_b)
+            # The Job with its slots filled in place: Job.__init__'s checks are for callers that
+            # may pass str; these fields come checked from the fast path or the session.
+            job = _new_job(Job)
+            job._handle = handle_b
+            job.function = function
+            job._unique = unique_b
+            job.data = data
+            job._send = conn.send_job  # type: ignore[assignment]
+            job._log = None
+            quarantine = self._quarantine
+            if quarantine.keys or quarantine.gen[0] != quarantine.seen:  # a plain load, usually
+                handler = quarantine.screen(function, handle_b, unique_b, handler)
+            if timeout:  # then there is a watchdog: it fails the job at start + timeout
+                self._watchdog.arm(conn, handle_b, start, timeout, function, job)  # type: ignore[union-attr]
+            failed = False
+            try:
+                result = handler(job)
+                if result is None:
+                    result = b""
+                elif type(result) is not bytes:
+                    result = to_bytes(result)
+            except BaseException as exc:  # the job fails, the process lives on
+                failed = True
+                result = self._failed(job, exc)  # -- failure --
+            if timeout:  # in time: from here on the watchdog leaves the job alone
+                self._watchdog.disarm()  # type: ignore[union-attr]
         end = _monotonic()
         # -- job end: counted in the slot, which then says IDLE (one call; in C when built) --
         self.jobs = jobs = self.jobs + 1

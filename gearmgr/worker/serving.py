@@ -88,9 +88,7 @@ class Serving:
             sent = self._job(conn, *got)
         elif len(got) == 5:  # a job that ran: failed, or a limit, a stop or the refresh is due
             handle_b, entry, job, outcome, start = got
-            failed = isinstance(outcome, BaseException)
-            result = self._failed(job, outcome) if failed else outcome
-            sent = self._end(conn, handle_b, entry[3], result, failed, start)
+            sent = self._job(conn, handle_b, entry, b"", b"", (job, outcome, start))
         else:  # a job counted whose answer could not be sent
             handle_b, error = got
             self._lost(conn, _monotonic(), f"send failed: {error}")
@@ -117,20 +115,12 @@ class Serving:
         raise NotImplementedError
 
     def _job(
-        self, conn: Connection, handle_b: bytes, entry: Any, unique_b: bytes, data: bytes
-    ) -> bool:
-        raise NotImplementedError
-
-    def _end(
         self,
         conn: Connection,
         handle_b: bytes,
-        counters: tuple[int, int, int] | None,
-        result: bytes,
-        failed: bool,
-        start: float,
+        entry: Any,
+        unique_b: bytes,
+        data: bytes,
+        ran: tuple[Job, bytes | BaseException, float] | None = None,
     ) -> bool:
-        raise NotImplementedError
-
-    def _failed(self, job: Job, exc: BaseException) -> bytes:
         raise NotImplementedError
