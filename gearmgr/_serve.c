@@ -253,8 +253,10 @@ gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (gm_end_slot(ctx[2], L.n, &L.end) < 0)
         goto done;
-    if ((L.grab = PyBytes_FromStringAndSize(GRAB_PACKET, HEADER_SIZE)) == NULL)
+    static PyObject *grab; /* made once, kept for the process */
+    if (grab == NULL && (grab = PyBytes_FromStringAndSize(GRAB_PACKET, HEADER_SIZE)) == NULL)
         goto done;
+    L.grab = grab;
     if ((buf = gm_take_buffer()) == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -284,7 +286,6 @@ gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 done:
     if (buf != NULL)
         gm_give_buffer(buf);
-    Py_XDECREF(L.grab);
     PyBuffer_Release(&gen);
 no_gen:
     PyBuffer_Release(&flags);
