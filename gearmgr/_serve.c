@@ -37,8 +37,11 @@
  */
 #include "_speedups.h"
 
+#include <fcntl.h>
+#include <stdlib.h>
 #include <structmember.h>
 #include <time.h>
+#include <unistd.h>
 
 /* time.monotonic(): the same clock, in seconds. */
 static double
@@ -115,14 +118,16 @@ raised(void)
     return value;
 }
 
-/* The entry's start slot when the job may run here (no timeout, C stores), else NULL. */
+/* The entry's start slot when the job may run here (C stores; a timeout only with the
+   watchdog's arm), else NULL. */
 static PyObject *
-runs_here(PyObject *entry)
+runs_here(PyObject *entry, int watchdog)
 {
     if (!PyTuple_CheckExact(entry) || PyTuple_GET_SIZE(entry) != 6)
         return NULL;
     PyObject *timeout = PyTuple_GET_ITEM(entry, 2), *start = PyTuple_GET_ITEM(entry, 5);
-    if (start == Py_None || !PyFloat_CheckExact(timeout) || PyFloat_AS_DOUBLE(timeout) != 0.0 ||
+    if (start == Py_None || !PyFloat_CheckExact(timeout) ||
+        (PyFloat_AS_DOUBLE(timeout) != 0.0 && !watchdog) ||
         !PyUnicode_CheckExact(PyTuple_GET_ITEM(entry, 1)))
         return NULL;
     return start;
@@ -131,12 +136,46 @@ runs_here(PyObject *entry)
 typedef struct {
     int fd;
     PyObject *functions, *job_type, *send_job, *to_bytes, *grab;
+    PyObject *conn, *arm, *disarm, *lock; /* Py_None without a watchdog */
     unsigned char *flags;
-    uint64_t *w, *gen, seen, jobs, max_jobs;
-    Py_ssize_t n;
+    uint64_t *w, *gen, seen, jobs, max_jobs, max_memory;
+    Py_ssize_t n, rss_word;
     double deadline, refresh_at;
     gm_end end;
 } loop;
+
+/* worker/limits.py's current_rss(): this process's resident set in bytes, 0 if unknown. */
+static uint64_t
+current_rss(void)
+{
+    static long page;
+    if (page <= 0 && (page = sysconf(_SC_PAGESIZE)) <= 0)
+        return 0;
+    int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char b[128];
+    ssize_t n = read(fd, b, sizeof b - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    b[n] = 0;
+    char *p = strchr(b, ' '); /* "size resident shared ..." in pages */
+    if (p == NULL)
+        return 0;
+    return strtoull(p + 1, NULL, 10) * (uint64_t)page;
+}
+
+/* lock.acquire() or lock.release() (the watchdog's lock): 0, or -1 with an exception. */
+static int
+call_lock(PyObject *lock, const char *method)
+{
+    PyObject *r = PyObject_CallMethod(lock, method, NULL);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
 
 /* One job from the read of n bytes at buf; NULL with an exception, Py_None to go on, anything
    else is serve()'s answer. */
@@ -151,7 +190,7 @@ one_job(loop *L, const char *buf, ssize_t got)
         return PyBytes_FromStringAndSize(buf, got);
     }
     PyObject *const *f = &PyTuple_GET_ITEM(fields, 0);
-    PyObject *entry = f[1], *start_slot = runs_here(entry);
+    PyObject *entry = f[1], *start_slot = runs_here(entry, L->arm != Py_None);
     if (start_slot == NULL || L->flags[0] || L->gen[0] != L->seen)
         return fields; /* Python runs it */
     gm_start st;
@@ -167,6 +206,22 @@ one_job(loop *L, const char *buf, ssize_t got)
     if (job == NULL) {
         Py_DECREF(fields);
         return NULL;
+    }
+    PyObject *timeout = PyTuple_GET_ITEM(entry, 2);
+    int timed = PyFloat_AS_DOUBLE(timeout) != 0.0;
+    if (timed) { /* the watchdog fails the job at start + timeout (Watchdog.arm) */
+        PyObject *start_f = PyFloat_FromDouble(start), *armed = NULL;
+        if (start_f != NULL) {
+            PyObject *a[6] = {L->conn, f[0], start_f, timeout, PyTuple_GET_ITEM(entry, 1), job};
+            armed = PyObject_Vectorcall(L->arm, a, 6, NULL);
+            Py_DECREF(start_f);
+        }
+        if (armed == NULL) {
+            Py_DECREF(job);
+            Py_DECREF(fields);
+            return NULL;
+        }
+        Py_DECREF(armed);
     }
     PyObject *result = PyObject_CallOneArg(PyTuple_GET_ITEM(entry, 0), job);
     if (result == Py_None) {
@@ -186,10 +241,26 @@ one_job(loop *L, const char *buf, ssize_t got)
         Py_DECREF(fields);
         return NULL;
     }
+    if (timed) { /* in time: from here on the watchdog leaves the job alone */
+        PyObject *r = PyObject_CallNoArgs(L->disarm);
+        if (r == NULL) {
+            Py_DECREF(result);
+            Py_DECREF(job);
+            Py_DECREF(fields);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
     double end = monotonic();
-    uint64_t jobs = L->jobs + 1;
+    uint64_t jobs = L->jobs + 1, rss = 0;
+    if (L->max_memory && !failed) { /* Limits.check: the RSS after each job, in the slot too */
+        rss = current_rss();
+        if (rss)
+            L->w[L->rss_word] = rss;
+    }
     if (failed || L->flags[0] || (L->max_jobs && jobs >= L->max_jobs) ||
-        (L->deadline > 0.0 && end >= L->deadline) || end >= L->refresh_at) {
+        (L->deadline > 0.0 && end >= L->deadline) || rss > L->max_memory ||
+        end >= L->refresh_at) {
         PyObject *out = Py_BuildValue("(OONNd)", f[0], entry, job, result, start);
         Py_DECREF(fields);
         return out; /* Python counts and answers it (Worker._end) */
@@ -198,12 +269,17 @@ one_job(loop *L, const char *buf, ssize_t got)
     L->jobs = jobs;
     Py_DECREF(job);
     PyObject *out = Py_None;
-    if (gm_send_complete(L->fd, f[0], result, L->grab) < 0) {
+    int locked = L->lock != Py_None; /* the job's own threads and the watchdog send too */
+    if (locked && call_lock(L->lock, "acquire") < 0)
+        out = NULL;
+    else if (gm_send_complete(L->fd, f[0], result, L->grab) < 0) {
         PyObject *exc = raised();
         out = exc == NULL ? NULL : Py_BuildValue("(ON)", f[0], exc);
     }
     else
         Py_INCREF(out);
+    if (locked && out != NULL && call_lock(L->lock, "release") < 0)
+        Py_CLEAR(out);
     Py_DECREF(result);
     Py_DECREF(fields);
     return out;
@@ -213,19 +289,27 @@ PyObject *
 gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 6 || !PyDict_Check(args[1]) || !PyTuple_Check(args[2]) ||
-        PyTuple_GET_SIZE(args[2]) != 8) {
+        PyTuple_GET_SIZE(args[2]) != 14) {
         PyErr_SetString(PyExc_TypeError,
                         "serve(fd, functions: dict, (job_type, send_job, end_slot, flags, gen, "
-                        "max_jobs, deadline, to_bytes), jobs, refresh_at, seen)");
+                        "max_jobs, deadline, to_bytes, conn, arm, disarm, lock, max_memory, "
+                        "rss_word), jobs, refresh_at, seen)");
         return NULL;
     }
     PyObject *const *ctx = &PyTuple_GET_ITEM(args[2], 0);
-    loop L = {.functions = args[1], .job_type = ctx[0], .send_job = ctx[1], .to_bytes = ctx[7]};
+    loop L = {.functions = args[1], .job_type = ctx[0], .send_job = ctx[1], .to_bytes = ctx[7],
+              .conn = ctx[8], .arm = ctx[9], .disarm = ctx[10], .lock = ctx[11]};
+    if ((L.arm == Py_None) != (L.disarm == Py_None) || (L.arm == Py_None) != (L.lock == Py_None)) {
+        PyErr_SetString(PyExc_TypeError, "serve: arm, disarm and lock are given together");
+        return NULL;
+    }
     if ((L.fd = gm_fd(args[0], "serve")) < 0 || find_slots(ctx[0]) < 0)
         return NULL;
     L.jobs = PyLong_AsUnsignedLongLong(args[3]);
     L.seen = PyLong_AsUnsignedLongLong(args[5]);
     L.max_jobs = PyLong_AsUnsignedLongLong(ctx[5]);
+    L.max_memory = PyLong_AsUnsignedLongLong(ctx[12]);
+    L.rss_word = PyLong_AsSsize_t(ctx[13]);
     L.deadline = PyFloat_AsDouble(ctx[6]);
     L.refresh_at = PyFloat_AsDouble(args[4]);
     if (PyErr_Occurred())
@@ -253,6 +337,10 @@ gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     if (gm_end_slot(ctx[2], L.n, &L.end) < 0)
         goto done;
+    if (L.rss_word < 0 || L.rss_word >= L.n) {
+        PyErr_SetString(PyExc_IndexError, "serve: rss_word out of range");
+        goto done;
+    }
     static PyObject *grab; /* made once, kept for the process */
     if (grab == NULL && (grab = PyBytes_FromStringAndSize(GRAB_PACKET, HEADER_SIZE)) == NULL)
         goto done;

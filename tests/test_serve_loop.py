@@ -24,8 +24,10 @@ import pytest
 
 from gearmgr import logs
 from gearmgr import scoreboard as sb
+from gearmgr.errors import ExitCode
 from gearmgr.wire.aclient import AsyncClient
 from gearmgr.wire.client import Client, JobFailed
+from gearmgr.worker.limits import current_rss
 from gearmgr.worker.loop import Worker
 from tests.support import Gearmand, function_status, wait_for
 
@@ -310,3 +312,55 @@ def test_a_job_server_that_closes_mid_stretch_is_reconnected(gearmand: Gearmand)
         conn = worker.conns[0]
         assert conn.serve.args[0] == conn.sock.fileno()  # type: ignore[union-attr]
     assert "_serve" in calls[51:]  # the new connection's C loop ran jobs too
+
+
+TIMED_SCRIPT = """
+import sys, time
+from gearmgr.worker.loop import Worker
+
+out = open(sys.argv[2], "a", buffering=1)
+
+def work(job):
+    out.write(sys._getframe(1).f_code.co_name + "\\n")
+    if job.text == "19":
+        time.sleep(5)
+
+sys.exit(Worker([sys.argv[1]], {"timed": work}, timeouts={"timed": 0.5}).run())
+"""
+
+
+def test_a_job_timeout_is_kept_by_the_c_loop(gearmand: Gearmand, tmp_path: Path):
+    """A function with a timeout runs in C too (the watchdog armed and disarmed for each job):
+    the job that overruns is failed by the watchdog, which ends the process."""
+    calls = tmp_path / "calls.txt"
+    queue(gearmand, "timed", 40)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TIMED_SCRIPT, gearmand.address, str(calls)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    started = time.monotonic()
+    assert proc.wait(20) == ExitCode.TIMEOUT
+    assert time.monotonic() - started < 5  # failed at its 0.5 s, not after its 5 s
+    ran = calls.read_text().split()
+    assert len(ran) == 20 and ran[1:].count("_serve") >= 17
+    wait_for(lambda: queued(gearmand, "timed") == 20, 10, what="20 jobs left queued")
+
+
+def test_max_memory_is_kept_by_the_c_loop(gearmand: Gearmand):
+    calls: list[str] = []
+    kept: list[bytearray] = []
+
+    def handler(job: Any) -> None:
+        calls.append(caller())
+        if len(calls) == 30:
+            kept.append(bytearray(b"x" * (96 << 20)))  # resident: written
+
+    queue(gearmand, "grower", 100)
+    worker = Worker([gearmand.address], {"grower": handler}, max_memory=current_rss() + (48 << 20))
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive() and worker.leaving == sb.REASON_MAX_MEMORY
+    assert worker.jobs == 30 and calls[1:].count("_serve") >= 25
+    kept.clear()
+    wait_for(lambda: queued(gearmand, "grower") == 70, 10, what="70 jobs left queued")

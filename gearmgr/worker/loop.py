@@ -163,9 +163,9 @@ class Worker(ConnectionLoop, Serving, ProcessState):
         # Only with one server: with several, every read goes through poll() so that a busy
         # server cannot starve the others (their jobs, their keep-alive answers).
         self._direct = len(self.conns) == 1
-        # The loop of a busy worker in C (gearmgr/_serve.c) where it is the whole job path: one
-        # server, no watchdog, no max_memory (set in run(), after the baseline check).
-        self._in_c = False
+        # The loop of a busy worker in C (gearmgr/_serve.c): with one server (several are
+        # read through poll(), fairly).
+        self._in_c = self._direct
         self._flags = bytearray(1)  # [0]: a stop was asked for (read by the C loop)
 
     # -- public ----------------------------------------------------------------------------------
@@ -179,7 +179,6 @@ class Worker(ConnectionLoop, Serving, ProcessState):
         self._failures.thread_id = threading.get_ident()
         self.limits.check_baseline()
         self._limited = bool(self.limits)
-        self._in_c = self._direct and self._lock is None and not self.limits.max_memory
         if self._watchdog is not None:
             self._watchdog.start()
         now = _monotonic()

@@ -1,12 +1,12 @@
 """The worker loop's busy path in C: jobs that follow one another on one connection, run by
 ``gearmgr/_serve.c`` without going back to the Python loop for each.
 
-Where it applies (the Worker decides: one server, no job timeout, no max_memory, the C
-extension built, the process already busy, nothing quarantined, no stop asked for), a read of
-the answer to our GRAB goes to ``serve``, which reads, runs, counts and answers job after job
-exactly as :meth:`Worker._job` would, and comes back with what the Python loop does better: a
-packet that is not a job of ours, a job that failed, a limit, a stop or the once-a-second
-refresh that is due. This module finishes what it hands back; the job counts it made are read
+Where it applies (the Worker decides: one server, the C extension built, the process already
+busy, nothing quarantined, no stop asked for), a read of the answer to our GRAB goes to
+``serve``, which reads, runs, counts and answers job after job exactly as :meth:`Worker._job`
+would (arming and disarming the timeout watchdog, reading the RSS for max_memory), and comes
+back with what the Python loop does better: a packet that is not a job of ours, a job that
+failed, a limit, a stop or the once-a-second refresh that is due. This module finishes what it hands back; the job counts it made are read
 back from the scoreboard slot, which it wrote as it went.
 """
 
@@ -22,6 +22,7 @@ from gearmgr.wire.session import ServerSession
 from gearmgr.worker.connection import Connection
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.limits import Limits
+from gearmgr.worker.watchdog import Watchdog
 
 log = logging.getLogger("gearmgr.worker")
 
@@ -51,6 +52,7 @@ class Serving:
     _quarantine: View
     _refresh_at: float
     _slot: sb.SlotWriter
+    _watchdog: Watchdog | None
     _words: memoryview
 
     def _serve_context(self, conn: Connection) -> tuple[Any, ...]:
@@ -64,6 +66,14 @@ class Serving:
             self.limits.max_jobs,
             float(self.limits.deadline),
             to_bytes,
+            conn,
+            *(
+                (None, None, None)
+                if self._watchdog is None
+                else (self._watchdog.arm, self._watchdog.disarm, self._watchdog.lock)
+            ),
+            self.limits.max_memory,
+            self._slot.rss,
         )
 
     def _serve(self, conn: Connection) -> None:
