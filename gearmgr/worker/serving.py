@@ -6,8 +6,9 @@ busy, nothing quarantined, no stop asked for), a read of the answer to our GRAB 
 ``serve``, which reads, runs, counts and answers job after job exactly as :meth:`Worker._job`
 would (arming and disarming the timeout watchdog, reading the RSS for max_memory), and comes
 back with what the Python loop does better: a packet that is not a job of ours, a job that
-failed, a limit, a stop or the once-a-second refresh that is due. This module finishes what it hands back; the job counts it made are read
-back from the scoreboard slot, which it wrote as it went.
+failed, a limit, a stop or the once-a-second refresh that is due. This module finishes what it
+hands back; the job counts it made are read back from the scoreboard slot, which it wrote as it
+went.
 """
 
 from __future__ import annotations
