@@ -1,7 +1,7 @@
 /* The loop of a busy worker in C: jobs that follow one another on one connection, each read,
  * run and answered here without going back to the interpreter's loop.
  *
- *   serve(fd, functions, ctx, jobs, refresh_at, seen)
+ *   serve(fd, functions, ctx, jobs, refresh_at, seen, watch, until)
  *       gearmgr/worker/loop.py: Worker._receive's fast path, Worker._job and Worker._end
  *
  * Per job, the same steps as the Python path, in the same order: one recv() of a whole
@@ -9,10 +9,15 @@
  * with its slots filled in place, the function called, its result made bytes (None: b"",
  * anything else but bytes: ctx's to_bytes), the job counted in the slot (IDLE), WORK_COMPLETE and
  * the next GRAB_JOB_UNIQ in one send(). The worker calls it only where that is the whole job
- * path: one server, no job timeout (no watchdog thread), no max_memory, no quarantined job
- * published, the process already busy (gearmgr/worker/serving.py).
+ * path: the process already busy, no quarantined job published, no stop asked for
+ * (gearmgr/worker/serving.py). With several servers (``watch``: the other connections' and the
+ * wakeup pipe's (fd, events) for poll()), each read waits in poll() until our connection has
+ * something, and it returns None as soon as another one has (or ``until``, the Python loop's
+ * next deadline, comes), so that the Python loop serves every server in turn.
  *
  * It returns to Python as soon as anything else is due, with what Python has to finish:
+ *   None                           several servers: another connection (or the wakeup pipe)
+ *                                  has something, or ``until`` came
  *   bytes                          a read that is not a whole job of ours (b"": closed): the
  *                                  session decodes it
  *   (handle, entry, unique, data)  a job it did not start: a stop was asked for, the quarantine
@@ -38,6 +43,8 @@
 #include "_speedups.h"
 
 #include <fcntl.h>
+#include <math.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <structmember.h>
 #include <time.h>
@@ -177,6 +184,76 @@ call_lock(PyObject *lock, const char *method)
     return 0;
 }
 
+/* Several servers: the connections' and the wakeup pipe's (fd, events) pairs to watch beside
+   ours, at most MAX_WATCH (more: the Python loop serves them). */
+#define MAX_WATCH 64
+
+static int
+watch_list(PyObject *watch, struct pollfd *pfds, int *n)
+{
+    if (!PyTuple_Check(watch) || PyTuple_GET_SIZE(watch) > MAX_WATCH) {
+        PyErr_SetString(PyExc_TypeError, "serve: watch is a tuple of at most 64 (fd, events)");
+        return -1;
+    }
+    *n = (int)PyTuple_GET_SIZE(watch);
+    for (int i = 0; i < *n; i++) {
+        PyObject *pair = PyTuple_GET_ITEM(watch, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "serve: watch is a tuple of (fd, events)");
+            return -1;
+        }
+        int fd = gm_fd(PyTuple_GET_ITEM(pair, 0), "serve");
+        long events = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
+        if (fd < 0 || (events == -1 && PyErr_Occurred()))
+            return -1;
+        pfds[i + 1].fd = fd;
+        pfds[i + 1].events = (short)events;
+    }
+    return 0;
+}
+
+/* With several servers: wait until our connection has something to read (1), or another
+   connection or the wakeup pipe has (0: back to the Python loop's poll), or ``until`` came
+   (0); -1 with an exception. */
+static int
+ours_ready(struct pollfd *pfds, int n, double until)
+{
+    for (;;) {
+        int timeout = -1;
+        if (until != INFINITY) {
+            double left = ceil((until - monotonic()) * 1000.0);
+            timeout = left <= 0 ? 0 : left > INT_MAX ? INT_MAX : (int)left;
+        }
+        int r, err;
+        if (gm_alone()) {
+            r = poll(pfds, n + 1, timeout);
+            err = errno;
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            r = poll(pfds, n + 1, timeout);
+            err = errno;
+            Py_END_ALLOW_THREADS
+        }
+        if (r < 0) {
+            if (err != EINTR) {
+                errno = err;
+                PyErr_SetFromErrno(PyExc_OSError);
+                return -1;
+            }
+            if (PyErr_CheckSignals() < 0)
+                return -1;
+            continue;
+        }
+        if (r == 0)
+            return 0;
+        for (int i = 1; i <= n; i++)
+            if (pfds[i].revents)
+                return 0;
+        return 1;
+    }
+}
+
 /* One job from the read of n bytes at buf; NULL with an exception, Py_None to go on, anything
    else is serve()'s answer. */
 static PyObject *
@@ -288,12 +365,12 @@ one_job(loop *L, const char *buf, ssize_t got)
 PyObject *
 gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 6 || !PyDict_Check(args[1]) || !PyTuple_Check(args[2]) ||
+    if (nargs != 8 || !PyDict_Check(args[1]) || !PyTuple_Check(args[2]) ||
         PyTuple_GET_SIZE(args[2]) != 14) {
         PyErr_SetString(PyExc_TypeError,
                         "serve(fd, functions: dict, (job_type, send_job, end_slot, flags, gen, "
                         "max_jobs, deadline, to_bytes, conn, arm, disarm, lock, max_memory, "
-                        "rss_word), jobs, refresh_at, seen)");
+                        "rss_word), jobs, refresh_at, seen, watch, until)");
         return NULL;
     }
     PyObject *const *ctx = &PyTuple_GET_ITEM(args[2], 0);
@@ -312,8 +389,15 @@ gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     L.rss_word = PyLong_AsSsize_t(ctx[13]);
     L.deadline = PyFloat_AsDouble(ctx[6]);
     L.refresh_at = PyFloat_AsDouble(args[4]);
+    double until = PyFloat_AsDouble(args[7]);
     if (PyErr_Occurred())
         return NULL;
+    struct pollfd pfds[MAX_WATCH + 1];
+    int nwatch;
+    if (watch_list(args[6], pfds, &nwatch) < 0)
+        return NULL;
+    pfds[0].fd = L.fd;
+    pfds[0].events = POLLIN;
     Py_buffer words, flags, gen;
     if (!PyTuple_Check(ctx[2]) || PyTuple_GET_SIZE(ctx[2]) != 5) {
         PyErr_SetString(PyExc_TypeError, "serve: end_slot is (words, state, idle, done, failed)");
@@ -350,6 +434,13 @@ gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         goto done;
     }
     for (;;) {
+        if (nwatch) { /* several servers: read ours only while the others have nothing */
+            int ready = ours_ready(pfds, nwatch, until);
+            if (ready <= 0) {
+                out = ready < 0 ? NULL : Py_NewRef(Py_None);
+                break;
+            }
+        }
         int err;
         ssize_t got = gm_recv(L.fd, buf, RECV_SIZE, &err);
         if (got < 0) {

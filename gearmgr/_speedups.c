@@ -112,8 +112,8 @@ assigned_job(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
    and condition variable). A thread that C code makes and attaches meanwhile waits for the GIL
    until the call returns, at most the socket's timeout (SO_RCVTIMEO, SO_SNDTIMEO). Builds
    without a GIL always detach. */
-static int
-alone(void)
+int
+gm_alone(void)
 {
 #ifdef Py_GIL_DISABLED
     return 0;
@@ -130,7 +130,7 @@ ssize_t
 gm_recv(int fd, char *buf, size_t size, int *err)
 {
     ssize_t got;
-    if (alone()) {
+    if (gm_alone()) {
         got = recv(fd, buf, size, 0);
         *err = errno;
         return got;
@@ -146,7 +146,7 @@ static ssize_t
 send_gil(int fd, const char *buf, size_t size, int *err)
 {
     ssize_t n;
-    if (alone()) {
+    if (gm_alone()) {
         n = send(fd, buf, size, MSG_NOSIGNAL);
         *err = errno;
         return n;

@@ -41,6 +41,7 @@ typedef struct {
 PyObject *gm_parse_assign(const char *p, Py_ssize_t n, PyObject *functions);
 char *gm_take_buffer(void);
 void gm_give_buffer(char *buf);
+int gm_alone(void);
 ssize_t gm_recv(int fd, char *buf, size_t size, int *err);
 int gm_send_all(int fd, const char *buf, Py_ssize_t total);
 int gm_send_complete(int fd, PyObject *handle, PyObject *result, PyObject *then);

@@ -364,3 +364,28 @@ def test_max_memory_is_kept_by_the_c_loop(gearmand: Gearmand):
     assert worker.jobs == 30 and calls[1:].count("_serve") >= 25
     kept.clear()
     wait_for(lambda: queued(gearmand, "grower") == 70, 10, what="70 jobs left queued")
+
+
+def test_with_two_servers_the_c_loop_gives_way_to_the_other(gearmand: Gearmand, tmp_path: Path):
+    """Several servers: the C loop serves one connection only while the others have nothing
+    to read, so a job on the second server does not wait for the first one's backlog."""
+    second = Gearmand(tmp_path).start()
+    calls: list[tuple[str, str]] = []
+
+    def handler(job: Any) -> None:
+        calls.append((caller(), job.text))
+        time.sleep(0.002)
+
+    try:
+        queue(gearmand, "both", 500)
+        worker = Worker([gearmand.address, second.address], {"both": handler})
+        with running(worker):
+            wait_for(lambda: len(calls) > 50, 20, what="the backlog under way")
+            with Client([second.address], timeout=20) as client:
+                assert client.submit("both", "other") == b""
+            assert queued(gearmand, "both") > 100  # it did not wait for the backlog
+            wait_for(lambda: len(calls) == 501, 30, what="every job")
+        assert sum(1 for who, _ in calls if who == "_serve") > 400
+        assert [text for _, text in calls].count("other") == 1
+    finally:
+        second.stop()

@@ -163,9 +163,6 @@ class Worker(ConnectionLoop, Serving, ProcessState):
         # Only with one server: with several, every read goes through poll() so that a busy
         # server cannot starve the others (their jobs, their keep-alive answers).
         self._direct = len(self.conns) == 1
-        # The loop of a busy worker in C (gearmgr/_serve.c): with one server (several are
-        # read through poll(), fairly).
-        self._in_c = self._direct
         self._flags = bytearray(1)  # [0]: a stop was asked for (read by the C loop)
 
     # -- public ----------------------------------------------------------------------------------
@@ -238,8 +235,7 @@ class Worker(ConnectionLoop, Serving, ProcessState):
 
     def _connected(self, conn: Connection, now: float) -> None:
         first = conn.session.connected(now, grab=not (self._stop or self.leaving))
-        if self._in_c:
-            conn.serve = job_server(conn.sock, self._by_name, self._serve_context(conn))
+        conn.serve = job_server(conn.sock, self._by_name, self._serve_context(conn))
         self._count_connected()
         if first is not None:
             self._do(conn, first, now)
@@ -301,6 +297,10 @@ class Worker(ConnectionLoop, Serving, ProcessState):
             if not direct:  # one read per call: the next answer is due (read it directly)
                 if self._direct:
                     self._due = conn
+                elif conn.serve is not None and not (
+                    self._stop or self.leaving or self._quarantine.keys
+                ):
+                    self._serve(conn)  # several servers: in C while the others have nothing
                 return
             if conn.serve is not None and not (self._stop or self.leaving or self._quarantine.keys):
                 self._serve(conn)  # busy now: the jobs that follow, in C

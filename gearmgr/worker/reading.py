@@ -30,8 +30,8 @@ RECV_SIZE = 65536
 #: What a read returns: the fields of a whole JOB_ASSIGN_UNIQ of ours (handle, the function's
 #: entry, unique id, workload) as a tuple, or the bytes read (b"": the server closed).
 Read = Callable[[], "tuple[bytes, Any, bytes, bytes] | bytes"]
-#: The loop of a busy worker in C (job_server): ``serve(jobs, refresh_at, seen)``.
-Serve = Callable[[int, float, int], Any]
+#: The loop of a busy worker in C (job_server): ``serve(jobs, refresh_at, seen, watch, until)``.
+Serve = Callable[[int, float, int, tuple[tuple[int, int], ...], float], Any]
 
 
 def job_reader(sock: Any, functions: dict[bytes, Any]) -> Read:
@@ -61,8 +61,10 @@ def complete_sender(sock: Any) -> Callable[[bytes, bytes, bytes], None] | None:
 
 def job_server(sock: Any, functions: dict[bytes, Any], ctx: tuple[Any, ...]) -> Serve | None:
     """The loop of a busy worker in C on ``sock`` (gearmgr/_serve.c):
-    ``serve(jobs, refresh_at, seen)`` runs the jobs that follow one another, each read,
-    run, counted and answered with the next GRAB, and returns what Python has to finish.
+    ``serve(jobs, refresh_at, seen, watch, until)`` runs the jobs that follow one another, each
+    read, run, counted and answered with the next GRAB, and returns what Python has to finish
+    (``watch``: with several servers, the (fd, events) that send it back to the Python loop's
+    poll() when ready; ``until``: that loop's next deadline).
     None without the extension or for anything but a blocking socket.socket."""
     if speedups is not None and type(sock) is socket.socket and sock.gettimeout() is None:
         return partial(speedups.serve, sock.fileno(), functions, ctx)

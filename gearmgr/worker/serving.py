@@ -1,28 +1,31 @@
 """The worker loop's busy path in C: jobs that follow one another on one connection, run by
 ``gearmgr/_serve.c`` without going back to the Python loop for each.
 
-Where it applies (the Worker decides: one server, the C extension built, the process already
-busy, nothing quarantined, no stop asked for), a read of the answer to our GRAB goes to
-``serve``, which reads, runs, counts and answers job after job exactly as :meth:`Worker._job`
-would (arming and disarming the timeout watchdog, reading the RSS for max_memory), and comes
-back with what the Python loop does better: a packet that is not a job of ours, a job that
-failed, a limit, a stop or the once-a-second refresh that is due. This module finishes what it
-hands back; the job counts it made are read back from the scoreboard slot, which it wrote as it
-went.
+Where it applies (the Worker decides: the C extension built, the process already busy, nothing
+quarantined, no stop asked for), a read of the answer to our GRAB goes to ``serve``, which
+reads, runs, counts and answers job after job exactly as :meth:`Worker._job` would (arming and
+disarming the timeout watchdog, reading the RSS for max_memory), and comes back with what the
+Python loop does better: a packet that is not a job of ours, a job that failed, a limit, a stop
+or the once-a-second refresh that is due; with several servers, also as soon as another
+connection has something to read. This module finishes what it hands back; the job counts it
+made are read back from the scoreboard slot, which it wrote as it went.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from select import POLLIN, POLLOUT
 from typing import Any
 
 from gearmgr import scoreboard as sb
 from gearmgr.failures.quarantine import View
-from gearmgr.wire.session import ServerSession
+from gearmgr.wire.session import CONNECTING, ServerSession
 from gearmgr.worker.connection import Connection
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.limits import Limits
+from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
 
 log = logging.getLogger("gearmgr.worker")
@@ -47,12 +50,14 @@ class Serving:
     jobs: int
     limits: Limits
     _by_name: dict[bytes, Any]
+    conns: list[Connection]
     _direct: bool
     _due: Connection | None
     _flags: bytearray
     _quarantine: View
     _refresh_at: float
     _slot: sb.SlotWriter
+    _wakeup: Wakeup
     _watchdog: Watchdog | None
     _words: memoryview
 
@@ -80,8 +85,22 @@ class Serving:
     def _serve(self, conn: Connection) -> None:
         """Serve the jobs that follow on ``conn`` in C, then finish what it hands back."""
         session = conn.session
+        watch: tuple[tuple[int, int], ...] = ()
+        until = math.inf
+        if not self._direct:  # several servers: back to poll() once another one has something
+            watch = (
+                *(
+                    (c.sock.fileno(), POLLOUT if c.session.state == CONNECTING else POLLIN)
+                    for c in self.conns
+                    if c is not conn and c.sock is not None
+                ),
+                (self._wakeup.r, POLLIN),
+            )
+            until = self._deadline()
         try:
-            got = conn.serve(self.jobs, self._refresh_at, self._quarantine.seen)  # type: ignore[misc]
+            got = conn.serve(  # type: ignore[misc]
+                self.jobs, self._refresh_at, self._quarantine.seen, watch, until
+            )
         except BlockingIOError:  # the answer is late (SO_RCVTIMEO): poll() takes over
             return
         except OSError as exc:
@@ -89,9 +108,11 @@ class Serving:
             return
         finally:
             self._served(session)
+        if got is None:  # another server has something, or a deadline came: poll() does it
+            return
         if type(got) is bytes:  # not a job of ours: the session decodes it
             if got:
-                self._decode(conn, session, got, True)
+                self._decode(conn, session, got, self._direct)
             else:
                 self._lost(conn, _monotonic(), "connection closed by the server")
             return
@@ -118,6 +139,9 @@ class Serving:
             session.echo_deadline = 0.0
 
     # -- provided by the Worker ----------------------------------------------------------------
+
+    def _deadline(self) -> float:
+        raise NotImplementedError
 
     def _lost(self, conn: Connection, now: float, why: str) -> None:
         raise NotImplementedError
