@@ -93,7 +93,8 @@ def run_child(
         "counters": list(spec.functions),
         "stop_on_sigint": False,
     }
-    if len(handlers) == 1 and all(is_async(h) for h in handlers.values()):
+    asyncs = {n for n, h in handlers.items() if is_async(h)}
+    if len(handlers) == 1 and asyncs:
         # a dedicated process of an async function: its jobs on one event loop, up to its places
         worker = AsyncWorker(
             spec.servers,
@@ -103,7 +104,7 @@ def run_child(
             **settings,
         )
     else:  # the sync loop; an async function there runs one job at a time
-        sync = {n: blocking(h) if is_async(h) else h for n, h in handlers.items()}
+        sync = {n: blocking(h) if n in asyncs else h for n, h in handlers.items()}
         worker = Worker(
             spec.servers,
             sync,  # type: ignore[arg-type]
