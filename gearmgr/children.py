@@ -22,12 +22,25 @@ STRAY_SIGNALS = tuple(
 )
 
 
+_libc: ctypes.CDLL | None = None
+
+
+def _prctl(option: int, value: int) -> int:
+    """prctl(2) through libc; OSError or AttributeError where there is none. The handle is
+    made once, by the supervisor before it forks: a worker uses that one rather than building
+    ctypes' classes again (each costs its memory pages)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    result: int = _libc.prctl(option, value, 0, 0, 0)
+    return result
+
+
 def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
     """Ask Linux to send ``sig`` to this process when its parent dies (prctl). Must be called
     after any privilege drop, which clears it."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        _prctl(PR_SET_PDEATHSIG, int(sig))
     except (OSError, AttributeError):
         pass  # not Linux: the worker notices at its next getppid() check
 
@@ -98,8 +111,7 @@ def become_subreaper() -> bool:
     a job forks and leaves behind, even in a session or process group of its own, then stays
     below this process instead of going to init. False where that is not available."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return _prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
     except (OSError, AttributeError):
         return False
 
