@@ -5,10 +5,13 @@ the parent, waiting for a child against a deadline (then SIGKILL) and its wait s
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import select
 import signal
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -20,6 +23,24 @@ STRAY_SIGNALS = tuple(
     for name in ("SIGUSR2", "SIGALRM", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGSTKFLT")
     if hasattr(signal, name)
 )
+
+
+#: The C functions under the ``signal`` module's wrappers, which turn the handlers and signals
+#: they return into enum members (Enum's lookup, an exception raised and caught for a handler
+#: that is a function). A forked worker would run that Python code only at its start, and
+#: every page it writes there is one more page of the worker's own (its USS): the worker's
+#: start goes through set_handler and set_mask instead (docs/benchmarks.md).
+_signal: Any = importlib.import_module("_signal")
+
+
+def set_handler(sig: int, handler: Callable[..., object] | int) -> None:
+    """``signal.signal(sig, handler)``, without the old handler back."""
+    _signal.signal(int(sig), int(handler) if isinstance(handler, int) else handler)
+
+
+def set_mask(how: int, signals: Iterable[int]) -> None:
+    """``signal.pthread_sigmask(how, signals)``, without the old mask back."""
+    _signal.pthread_sigmask(int(how), signals)
 
 
 _libc: ctypes.CDLL | None = None

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from gearmgr.children import STRAY_SIGNALS
+from gearmgr.children import STRAY_SIGNALS, set_mask
 from gearmgr.logs import flush_logs
 
 log = logging.getLogger("gearmgr.supervisor")
@@ -111,7 +111,7 @@ def _child(
         stdin_to_devnull()
         if in_child is not None:
             in_child()
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        set_mask(signal.SIG_SETMASK, mask)
         code = run()
     except BaseException:
         log.exception("%s crashed", what)

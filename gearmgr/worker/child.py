@@ -12,7 +12,12 @@ import os
 import signal
 from typing import Any
 
-from gearmgr.children import STRAY_SIGNALS, become_subreaper, set_parent_death_signal
+from gearmgr.children import (
+    STRAY_SIGNALS,
+    become_subreaper,
+    set_handler,
+    set_parent_death_signal,
+)
 from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
 from gearmgr.failures.quarantine import QuarantineBoard
@@ -31,10 +36,10 @@ def reset_signals() -> None:
     """Undo what the supervisor installed: default dispositions, no wakeup fd."""
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, *STRAY_SIGNALS):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a log rotation while importing: harmless
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        set_handler(sig, signal.SIG_DFL)
+    set_handler(signal.SIGINT, signal.SIG_IGN)
+    set_handler(signal.SIGUSR1, signal.SIG_IGN)  # a log rotation while importing: harmless
+    set_handler(signal.SIGTERM, signal.SIG_DFL)
 
 
 def set_title(title: str) -> None:
