@@ -7,6 +7,7 @@ it; stdin is /dev/null, not the terminal's (a background group reading it would 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
@@ -38,6 +39,21 @@ def stdin_to_devnull() -> None:
     if fd != 0:
         os.dup2(fd, 0)
         os.close(fd)
+
+
+def clear_type_cache() -> None:
+    """Empty CPython's type attribute cache (``PyType_ClearCache``; the types keep their
+    version tags, so nothing is slower but a miss per lookup until it fills again).
+
+    The cache holds a reference to each attribute name it has cached. A lookup that misses
+    in a forked worker replaces an entry, and drops the reference to the name the supervisor
+    had left there: a write to that string's page, which becomes the worker's own. Emptied
+    just before the forks, the entries that the workers replace hold no names of the
+    supervisor's (docs/benchmarks.md)."""
+    try:
+        ctypes.pythonapi.PyType_ClearCache()
+    except AttributeError:  # not CPython
+        pass
 
 
 def fork(
@@ -72,6 +88,7 @@ def fork_all(
     supervisor does between forks is thus paid again in every worker's USS
     (docs/benchmarks.md)."""
     flush_logs()
+    clear_type_cache()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS + STRAY_SIGNALS)
     pids: list[int | OSError] = [0] * len(children)
     try:
