@@ -5,10 +5,13 @@ the parent, waiting for a child against a deadline (then SIGKILL) and its wait s
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import select
 import signal
 import time
+from collections.abc import Callable, Iterable
+from typing import Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -22,12 +25,43 @@ STRAY_SIGNALS = tuple(
 )
 
 
+#: The C functions under the ``signal`` module's wrappers, which turn the handlers and signals
+#: they return into enum members (Enum's lookup, an exception raised and caught for a handler
+#: that is a function). A forked worker would run that Python code only at its start, and
+#: every page it writes there is one more page of the worker's own (its USS): the worker's
+#: start goes through set_handler and set_mask instead (docs/benchmarks.md).
+_signal: Any = importlib.import_module("_signal")
+
+
+def set_handler(sig: int, handler: Callable[..., object] | int) -> None:
+    """``signal.signal(sig, handler)``, without the old handler back."""
+    _signal.signal(int(sig), int(handler) if isinstance(handler, int) else handler)
+
+
+def set_mask(how: int, signals: Iterable[int]) -> None:
+    """``signal.pthread_sigmask(how, signals)``, without the old mask back."""
+    _signal.pthread_sigmask(int(how), signals)
+
+
+_libc: ctypes.CDLL | None = None
+
+
+def _prctl(option: int, value: int) -> int:
+    """prctl(2) through libc; OSError or AttributeError where there is none. The handle is
+    made once, by the supervisor before it forks: a worker uses that one rather than building
+    ctypes' classes again (each costs its memory pages)."""
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    result: int = _libc.prctl(option, value, 0, 0, 0)
+    return result
+
+
 def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
     """Ask Linux to send ``sig`` to this process when its parent dies (prctl). Must be called
     after any privilege drop, which clears it."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        _prctl(PR_SET_PDEATHSIG, int(sig))
     except (OSError, AttributeError):
         pass  # not Linux: the worker notices at its next getppid() check
 
@@ -98,8 +132,7 @@ def become_subreaper() -> bool:
     a job forks and leaves behind, even in a session or process group of its own, then stays
     below this process instead of going to init. False where that is not available."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return _prctl(PR_SET_CHILD_SUBREAPER, 1) == 0
     except (OSError, AttributeError):
         return False
 

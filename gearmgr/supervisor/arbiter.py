@@ -19,6 +19,7 @@ import signal
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 
 from gearmgr import scoreboard as sb
 from gearmgr.config import Config
@@ -44,13 +45,16 @@ from gearmgr.supervisor.reaping import Reaping
 from gearmgr.supervisor.reload import ReloadSequence
 from gearmgr.supervisor.reloading import Reloading
 from gearmgr.supervisor.services import Services, preload
-from gearmgr.supervisor.spawner import HANDLED_SIGNALS, STRAY_SIGNALS, describe_exit, fork
+from gearmgr.supervisor.spawner import HANDLED_SIGNALS, STRAY_SIGNALS, describe_exit, fork_all
 from gearmgr.supervisor.watch import Watcher
 from gearmgr.words import plural
 
 __all__ = ["Supervisor", "describe_exit", "preload"]
 
 log = logging.getLogger("gearmgr.supervisor")
+
+#: A process about to be forked: its slot, what it runs, what to call it if it crashes.
+_Prepared = tuple[Slot, Callable[[], int], str]
 
 TICK = 1.0
 SERVER_CHECK = 5.0  # seconds between checks of the job servers
@@ -257,17 +261,25 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
 
     def _execute(self, actions: list[Action]) -> None:
         now = time.monotonic()
+        spawns: list[_Prepared] = []
         for action in actions:
-            if isinstance(action, Spawn):
-                self._spawn(action.slot, now)
-            elif isinstance(action, Stop):
+            if isinstance(action, Spawn):  # a run of spawns: forked back to back (_launch)
+                spawns.append(self._prepare(action.slot))
+                continue
+            if spawns:
+                self._launch(spawns, now)
+                spawns = []
+            if isinstance(action, Stop):
                 self._signal(action.slot, signal.SIGTERM)
             elif isinstance(action, Kill):
                 self._signal(action.slot, signal.SIGKILL)
             elif isinstance(action, Release):
                 self.scoreboard.clear(action.index)
+        if spawns:
+            self._launch(spawns, now)
 
-    def _spawn(self, slot: Slot, now: float) -> None:
+    def _prepare(self, slot: Slot) -> _Prepared:
+        """All that the process of ``slot`` needs, built before any fork of its batch."""
         spec = slot.spec
         files = {n: self.catalog.files[n] for n in spec.functions if n in self.catalog.files}
         if len(spec.functions) > 1:  # a shared process leaves out files known to be broken
@@ -281,20 +293,26 @@ class Supervisor(Services, Reloading, Reaping, Elastic):
             records=record_settings(self.config),
         )
         self.loaded[slot.index] = list(wspec.functions)
+        scoreboard, parent, board = self.scoreboard, self.pid, self.poison.board
 
         def run() -> int:
             from gearmgr.worker.child import run_child
 
-            return run_child(wspec, self.scoreboard, self.pid, self.poison.board)
+            return run_child(wspec, scoreboard, parent, board)
 
-        try:
-            pid = fork(run, what=f"worker {spec.key}", in_child=self._in_child)
-        except OSError as exc:
-            slot.spawn_failed(now)
-            log.error("fork failed for %s: %s; retrying", slot.key, exc)
-            return
-        slot.spawned(pid, now)
-        log.debug("started process %d (%s: %s)", pid, slot.key, ",".join(spec.functions))
+        return slot, run, f"worker {spec.key}"
+
+    def _launch(self, spawns: list[_Prepared], now: float) -> None:
+        """Fork the prepared processes back to back (spawner.fork_all: whatever the supervisor
+        writes between two forks costs each worker memory), then record them."""
+        pids = fork_all([(run, what) for _, run, what in spawns], in_child=self._in_child)
+        for (slot, _, _), pid in zip(spawns, pids, strict=True):
+            if isinstance(pid, OSError):
+                slot.spawn_failed(now)
+                log.error("fork failed for %s: %s; retrying", slot.key, pid)
+                continue
+            slot.spawned(pid, now)
+            log.debug("started process %d (%s: %s)", pid, slot.key, ",".join(slot.spec.functions))
 
     def _in_validation_child(self) -> None:
         """The throwaway fork that imports worker files to validate them (runs in the child)."""

@@ -7,12 +7,14 @@ it; stdin is /dev/null, not the terminal's (a background group reading it would 
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from gearmgr.children import STRAY_SIGNALS
+from gearmgr.children import STRAY_SIGNALS, set_mask
 from gearmgr.logs import flush_logs
 
 log = logging.getLogger("gearmgr.supervisor")
@@ -39,6 +41,21 @@ def stdin_to_devnull() -> None:
         os.close(fd)
 
 
+def clear_type_cache() -> None:
+    """Empty CPython's type attribute cache (``PyType_ClearCache``; the types keep their
+    version tags, so nothing is slower but a miss per lookup until it fills again).
+
+    The cache holds a reference to each attribute name it has cached. A lookup that misses
+    in a forked worker replaces an entry, and drops the reference to the name the supervisor
+    had left there: a write to that string's page, which becomes the worker's own. Emptied
+    just before the forks, the entries that the workers replace hold no names of the
+    supervisor's (docs/benchmarks.md)."""
+    try:
+        ctypes.pythonapi.PyType_ClearCache()
+    except AttributeError:  # not CPython
+        pass
+
+
 def fork(
     run: Callable[[], int],
     *,
@@ -49,35 +66,75 @@ def fork(
     """Fork a child that sets itself up, calls ``in_child`` (the supervisor's own descriptors
     and signal state dropped), then ``run()``, and exits with what it returns (1 if it raises:
     logged as ``what`` crashed). Returns the child's pid; raises OSError if fork() fails."""
-    flush_logs()
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS + STRAY_SIGNALS)
-    try:
-        pid = os.fork()
-    except OSError:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        raise
-    if pid == 0:  # the child: never returns
-        code = 1
-        try:
-            if own_group:
-                os.setpgid(0, 0)
-            stdin_to_devnull()
-            if in_child is not None:
-                in_child()
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            code = run()
-        except BaseException:
-            log.exception("%s crashed", what)
-        finally:
-            flush_logs()
-            os._exit(code)
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    if own_group:
-        try:
-            os.setpgid(pid, pid)
-        except OSError:
-            pass  # it did so itself already, or is gone already
+    pid = fork_all([(run, what)], in_child=in_child, own_group=own_group)[0]
+    if isinstance(pid, OSError):
+        raise pid
     return pid
+
+
+def fork_all(
+    children: Sequence[tuple[Callable[[], int], str]],
+    *,
+    in_child: Callable[[], None] | None = None,
+    own_group: bool = True,
+) -> list[int | OSError]:
+    """:func:`fork` for each ``(run, what)`` of ``children``, back to back; returns each
+    child's pid, or the OSError its fork() raised.
+
+    The logs are flushed and the signals blocked once, and nothing runs between two fork()
+    calls but this loop: a page that the supervisor writes after a fork stays, in its old
+    version, with the children forked before, and becomes private to each of them when it
+    was written again between their forks (each then holds its own version). What the
+    supervisor does between forks is thus paid again in every worker's USS
+    (docs/benchmarks.md)."""
+    flush_logs()
+    clear_type_cache()
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS + STRAY_SIGNALS)
+    pids: list[int | OSError] = [0] * len(children)
+    try:
+        for i, (run, what) in enumerate(children):
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                pids[i] = exc
+                continue
+            if pid == 0:  # the child: never returns
+                _child(run, what, in_child, own_group, mask)
+            pids[i] = pid
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    if own_group:
+        for each in pids:
+            if isinstance(each, int):
+                try:
+                    os.setpgid(each, each)
+                except OSError:
+                    pass  # it did so itself already, or is gone already
+    return pids
+
+
+def _child(
+    run: Callable[[], int],
+    what: str,
+    in_child: Callable[[], None] | None,
+    own_group: bool,
+    mask: set[int | signal.Signals],
+) -> NoReturn:
+    """The forked child: sets itself up, runs, exits with what ``run`` returns."""
+    code = 1
+    try:
+        if own_group:
+            os.setpgid(0, 0)
+        stdin_to_devnull()
+        if in_child is not None:
+            in_child()
+        set_mask(signal.SIG_SETMASK, mask)
+        code = run()
+    except BaseException:
+        log.exception("%s crashed", what)
+    finally:
+        flush_logs()
+        os._exit(code)
 
 
 def describe_exit(status: int, killed_by_us: bool = False) -> str:

@@ -12,7 +12,12 @@ import os
 import signal
 from typing import Any
 
-from gearmgr.children import STRAY_SIGNALS, become_subreaper, set_parent_death_signal
+from gearmgr.children import (
+    STRAY_SIGNALS,
+    become_subreaper,
+    set_handler,
+    set_parent_death_signal,
+)
 from gearmgr.discovery import WorkerLoadError, load_handler
 from gearmgr.errors import ExitCode
 from gearmgr.failures.quarantine import QuarantineBoard
@@ -31,10 +36,10 @@ def reset_signals() -> None:
     """Undo what the supervisor installed: default dispositions, no wakeup fd."""
     signal.set_wakeup_fd(-1)
     for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, *STRAY_SIGNALS):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a log rotation while importing: harmless
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        set_handler(sig, signal.SIG_DFL)
+    set_handler(signal.SIGINT, signal.SIG_IGN)
+    set_handler(signal.SIGUSR1, signal.SIG_IGN)  # a log rotation while importing: harmless
+    set_handler(signal.SIGTERM, signal.SIG_DFL)
 
 
 def set_title(title: str) -> None:
@@ -93,7 +98,8 @@ def run_child(
         "counters": list(spec.functions),
         "stop_on_sigint": False,
     }
-    if len(handlers) == 1 and all(is_async(h) for h in handlers.values()):
+    asyncs = {n for n, h in handlers.items() if is_async(h)}
+    if len(handlers) == 1 and asyncs:
         # a dedicated process of an async function: its jobs on one event loop, up to its places
         worker = AsyncWorker(
             spec.servers,
@@ -103,7 +109,7 @@ def run_child(
             **settings,
         )
     else:  # the sync loop; an async function there runs one job at a time
-        sync = {n: blocking(h) if is_async(h) else h for n, h in handlers.items()}
+        sync = {n: blocking(h) if n in asyncs else h for n, h in handlers.items()}
         worker = Worker(
             spec.servers,
             sync,  # type: ignore[arg-type]

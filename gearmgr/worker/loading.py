@@ -13,6 +13,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 from gearmgr.errors import GearmgrError, exception_text
@@ -67,7 +68,14 @@ def load_handler(name: str, path: Path) -> Handler:
 
 
 def is_async(handler: Handler) -> bool:
-    """Whether ``handler`` is an ``async def`` function (or a class's ``async def run``)."""
+    """Whether ``handler`` is an ``async def`` function (or a class's ``async def run``).
+
+    A plain function (nearly every handler) is answered from its code's flags: inspect's
+    functions, which a worker process would otherwise run only here, would each cost it the
+    pages they write (their code's warm-up counters, their references) in its USS. A function
+    marked by ``inspect.markcoroutinefunction`` (Python 3.12) goes the long way."""
+    if type(handler) is FunctionType and not hasattr(handler, "_is_coroutine_marker"):
+        return bool(handler.__code__.co_flags & inspect.CO_COROUTINE)
     call = type(handler).__call__ if not inspect.isroutine(handler) else None
     return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
 

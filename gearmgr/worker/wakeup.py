@@ -12,6 +12,8 @@ import signal
 import threading
 from collections.abc import Callable
 
+from gearmgr.children import set_handler
+
 
 class Wakeup:
     """A non-blocking pipe: its read end sits in the loop's poll set, signals write to it."""
@@ -27,11 +29,11 @@ class Wakeup:
         """Route TERM (and INT on its own) to ``stop``, USR1 to ``reopen``; main thread only."""
         if threading.current_thread() is not threading.main_thread():
             return
-        signal.signal(signal.SIGTERM, lambda *_: stop())
-        signal.signal(signal.SIGUSR1, lambda *_: reopen())
+        set_handler(signal.SIGTERM, lambda *_: stop())
+        set_handler(signal.SIGUSR1, lambda *_: reopen())
         # Under a supervisor, Ctrl-C in a terminal reaches the whole process group: the
         # supervisor decides, the workers ignore it. On its own, Ctrl-C stops a worker gracefully.
-        signal.signal(signal.SIGINT, (lambda *_: stop()) if stop_on_sigint else signal.SIG_IGN)
+        set_handler(signal.SIGINT, (lambda *_: stop()) if stop_on_sigint else signal.SIG_IGN)
         signal.set_wakeup_fd(self.w, warn_on_full_buffer=False)
 
     def wake(self) -> None:
