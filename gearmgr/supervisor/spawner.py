@@ -8,6 +8,7 @@ it; stdin is /dev/null, not the terminal's (a background group reading it would 
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -89,6 +90,10 @@ def fork_all(
     (docs/benchmarks.md)."""
     flush_logs()
     clear_type_cache()
+    # The young generations collected: objects the supervisor made lately move to the oldest
+    # one, whose list the workers' own young collections never walk (a walk writes every
+    # object's GC header: their pages would become each worker's).
+    gc.collect(1)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS + STRAY_SIGNALS)
     pids: list[int | OSError] = [0] * len(children)
     try:

@@ -48,7 +48,7 @@ from gearmgr.worker.failures import Failures
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.limits import Limits, current_rss
 from gearmgr.worker.process import ProcessState
-from gearmgr.worker.reading import RECV_SIZE, Read, job_reader, job_server
+from gearmgr.worker.reading import RECV_SIZE, Read, job_reader, serves_in_c, unbuilt
 from gearmgr.worker.serving import Serving, unsent
 from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
@@ -235,7 +235,7 @@ class Worker(ConnectionLoop, Serving, ProcessState):
 
     def _connected(self, conn: Connection, now: float) -> None:
         first = conn.session.connected(now, grab=not (self._stop or self.leaving))
-        conn.serve = job_server(conn.sock, self._by_name, self._serve_context(conn))
+        conn.serve = unbuilt if serves_in_c(conn.sock) else None  # built on first use
         self._count_connected()
         if first is not None:
             self._do(conn, first, now)

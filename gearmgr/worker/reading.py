@@ -66,6 +66,17 @@ def job_server(sock: Any, functions: dict[bytes, Any], ctx: tuple[Any, ...]) -> 
     (``watch``: with several servers, the (fd, events) that send it back to the Python loop's
     poll() when ready; ``until``: that loop's next deadline).
     None without the extension or for anything but a blocking socket.socket."""
-    if speedups is not None and type(sock) is socket.socket and sock.gettimeout() is None:
-        return partial(speedups.serve, sock.fileno(), functions, ctx)
+    if serves_in_c(sock):
+        return partial(speedups.serve, sock.fileno(), functions, ctx)  # type: ignore[union-attr]
     return None
+
+
+def serves_in_c(sock: Any) -> bool:
+    """True when :func:`job_server` gives a loop in C for ``sock``."""
+    return speedups is not None and type(sock) is socket.socket and sock.gettimeout() is None
+
+
+def unbuilt(jobs: int, refresh_at: float, seen: int, watch: Any, until: float) -> Any:
+    """The place of a connection's C loop until its first use (worker/serving.py): an idle
+    worker never builds it, and so never writes the pages of what it refers to (USS)."""
+    raise AssertionError("the C loop is built on its first use")

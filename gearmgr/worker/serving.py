@@ -25,6 +25,7 @@ from gearmgr.wire.session import CONNECTING, ServerSession
 from gearmgr.worker.connection import Connection
 from gearmgr.worker.job import Job, to_bytes
 from gearmgr.worker.limits import Limits
+from gearmgr.worker.reading import job_server, unbuilt
 from gearmgr.worker.wakeup import Wakeup
 from gearmgr.worker.watchdog import Watchdog
 
@@ -97,8 +98,13 @@ class Serving:
                 (self._wakeup.r, POLLIN),
             )
             until = self._deadline()
+        serve = conn.serve
+        if serve is unbuilt:  # the first busy stretch on this connection
+            serve = conn.serve = job_server(conn.sock, self._by_name, self._serve_context(conn))
+            if serve is None:  # cannot be (checked at connect); poll() reads it then
+                return
         try:
-            got = conn.serve(  # type: ignore[misc]
+            got = serve(  # type: ignore[misc]
                 self.jobs, self._refresh_at, self._quarantine.seen, watch, until
             )
         except BlockingIOError:  # the answer is late (SO_RCVTIMEO): poll() takes over
