@@ -2,7 +2,7 @@
  * run and answered here without going back to the interpreter's loop.
  *
  *   serve(fd, functions, ctx, jobs, refresh_at, seen, watch, until)
- *       gearmgr/worker/loop.py: Worker._receive's fast path, Worker._job and Worker._end
+ *       gearmgr/worker/loop.py: Worker._receive's fast path and Worker._job
  *
  * Per job, the same steps as the Python path, in the same order: one recv() of a whole
  * JOB_ASSIGN_UNIQ of ours (gm_parse_assign), the job in hand stored in the slot (BUSY), a Job
@@ -340,22 +340,23 @@ one_job(loop *L, const char *buf, ssize_t got)
         end >= L->refresh_at) {
         PyObject *out = Py_BuildValue("(OONNd)", f[0], entry, job, result, start);
         Py_DECREF(fields);
-        return out; /* Python counts and answers it (Worker._end) */
+        return out; /* Python counts and answers it (Worker._job with ran=) */
     }
     gm_count(L->w, &L->end, &fc, jobs, 0, end - start);
     L->jobs = jobs;
     Py_DECREF(job);
-    PyObject *out = Py_None;
-    int locked = L->lock != Py_None; /* the job's own threads and the watchdog send too */
-    if (locked && call_lock(L->lock, "acquire") < 0)
-        out = NULL;
-    else if (gm_send_complete(L->fd, f[0], result, L->grab) < 0) {
-        PyObject *exc = raised();
-        out = exc == NULL ? NULL : Py_BuildValue("(ON)", f[0], exc);
+    PyObject *out = NULL;
+    /* under the watchdog's lock when there is one: the job's own threads send too */
+    int locked = L->lock != Py_None && call_lock(L->lock, "acquire") == 0;
+    if (locked || L->lock == Py_None) {
+        if (gm_send_complete(L->fd, f[0], result, L->grab) < 0) {
+            PyObject *exc = raised();
+            out = exc == NULL ? NULL : Py_BuildValue("(ON)", f[0], exc);
+        }
+        else
+            out = Py_NewRef(Py_None);
     }
-    else
-        Py_INCREF(out);
-    if (locked && out != NULL && call_lock(L->lock, "release") < 0)
+    if (locked && call_lock(L->lock, "release") < 0)
         Py_CLEAR(out);
     Py_DECREF(result);
     Py_DECREF(fields);
