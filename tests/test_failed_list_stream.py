@@ -10,8 +10,16 @@ import json
 import tracemalloc
 from pathlib import Path
 
+import pytest
+
 from gearmgr.cli.failed import cmd_list
-from gearmgr.failures.store import ERROR_LIMIT, FailedJobs, Failure, RecordSettings
+from gearmgr.failures.store import (
+    ERROR_LIMIT,
+    FailedJobs,
+    Failure,
+    RecordSettings,
+    StoreError,
+)
 
 
 class Sink(io.TextIOBase):
@@ -86,3 +94,12 @@ def test_listing_many_large_records_keeps_memory_bounded_by_one(tmp_path: Path) 
         # the whole list in memory would take over 13 MB; a few records' worth is allowed
         assert peak < 8 * ERROR_LIMIT * 4, (json_, peak)
     store.close()
+
+
+def test_a_file_that_cannot_be_read_is_said_before_anything_is_written(tmp_path: Path) -> None:
+    store = FailedJobs(RecordSettings(str(tmp_path / "missing.db")), create=False)
+    for json_ in (True, False):
+        out = io.StringIO()
+        with pytest.raises(StoreError, match=r"missing\.db: no such file"):
+            listed(store, json_, out)
+        assert out.getvalue() == ""  # no header or "[" before the error line

@@ -276,15 +276,20 @@ class FailedJobs:
         sql = f"SELECT {columns} FROM failed{where} ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        try:
+        try:  # the query runs now: a missing or unreadable file is said before any output
             cursor = self.db.execute(sql, args)
-            try:
-                for row in cursor:
-                    yield Record(*row)
-            finally:
-                cursor.close()
         except sqlite3.Error as exc:
             raise StoreError(f"failed_jobs {self.settings.path}: {exc}") from exc
+        return self._rows(cursor)
+
+    def _rows(self, cursor: sqlite3.Cursor) -> Iterator[Record]:
+        try:
+            for row in cursor:
+                yield Record(*row)
+        except sqlite3.Error as exc:
+            raise StoreError(f"failed_jobs {self.settings.path}: {exc}") from exc
+        finally:
+            cursor.close()
 
     def ids(self, function: str | None = None) -> list[int]:
         where, args = _filters(function, None)
