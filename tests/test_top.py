@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from gearmgr.cli import cells
 from gearmgr.ops.control import ControlError, request
 from gearmgr.wire.client import Client
 from tests.support import Gearmand, RunningSupervisor, wait_for, which
@@ -26,11 +27,13 @@ GEARMGR = shlex.join(GEARMGR_ARGV)
 class Terminal:
     """A tmux server of its own (its own socket, no user config) with one pane running bash."""
 
-    def __init__(self, folder: Path, width: int = 80, height: int = 24) -> None:
+    def __init__(self, folder: Path, width: int = 80, height: int = 24, utf8: bool = False) -> None:
         exe = which("tmux")
         assert exe, "tmux is not installed (apt-get install tmux; `make test` does)"
-        self.base = [exe, "-S", str(folder / "tmux.sock"), "-f", "/dev/null"]
+        self.base = [exe, "-S", str(folder / "tmux.sock"), "-f", "/dev/null"] + ["-u"] * utf8
         env = {**os.environ, "TERM": "xterm", "PS1": "$ "}
+        if utf8:  # a terminal that shows UTF-8 (a wide character in two cells)
+            env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
         self.tmux(
             "new-session", "-d", "-x", str(width), "-y", str(height), "-s", "top",
             "bash --norc --noprofile", env=env,
@@ -272,3 +275,29 @@ def test_a_supervisor_that_stops_while_top_runs_is_said_on_the_status_line(
     terminal.shows("> reverse")  # the last frame stays
     terminal.keys("q")
     terminal.shows("EXIT=0")
+
+
+def test_double_width_function_names_line_up_on_the_screen(
+    supervisor_factory, gearmand: Gearmand, workers_dir: Path, tmp_path: Path
+):
+    # a wide name from a worker file ("😀job" is no valid function name: tests/test_top_cells.py)
+    (workers_dir / "报告_生成.py").write_text("def 报告_生成(job):\n    return job.text\n")
+    names = ["reverse", "报告_生成"]
+    sup = supervisor_factory({"include": names})
+    sup.wait_ready(gearmand.port, dict.fromkeys(names, 1))
+    (tmp_path / "utf8").mkdir()
+    terminal = Terminal(tmp_path / "utf8", utf8=True)
+    try:
+        terminal.run(top(sup, "--interval", "0.5"))
+        rows = lambda: [ln for ln in terminal.screen().splitlines() if "0/1/0" in ln]  # noqa: E731
+        wait_for(lambda: len(rows()) == len(names), timeout=30, what="each function's process")
+        screen = terminal.shows("> reverse", *names)
+        lines = screen.splitlines()
+        assert all(cells.width(line) <= 80 for line in lines)
+        head = next(ln for ln in lines if "B/I/S" in ln)
+        column = cells.width(head[: head.index("B/I/S")])
+        for name in names:  # each function's counts under the heading, whatever its width
+            row = next(ln for ln in lines if ln[2:].startswith(name))
+            assert cells.width(row[: row.index("0/1/0")]) == column, screen
+    finally:
+        terminal.close()

@@ -165,28 +165,44 @@ def main(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def cmd_list(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
+    """Rows written as they are read: memory bounded by one record, however many there are."""
     _prune(store)
     since = time.time() - args.since if args.since is not None else None
-    records = store.records(function=args.function, since=since, errors=args.json)
+    records = store.iter_records(function=args.function, since=since, errors=args.json)
     if args.json:
-        json.dump([r.as_json() for r in records], out, indent=1)
-        out.write("\n")
-        return 0
-    out.write(format_list(records))
+        write_json_array((r.as_json() for r in records), out)
+    else:
+        write_list(records, out)
     return 0
 
 
-def format_list(records: Iterable[Record]) -> str:
-    lines = [f"{'ID':>7}  {'TIME':<19}  {'FUNCTION':<20} {'UNIQUE':<36} {'REASON':<11} {'SIZE':>9}"]
+def write_json_array(items: Iterable[dict[str, Any]], out: TextIO) -> None:
+    """``json.dump(list(items), out, indent=1)`` and a newline, one item at a time: the same
+    text, without the whole list in memory. Cut short (an error while reading), the array is
+    left open, so that a reader sees that it is not complete."""
+    opening = "[\n "
+    for item in items:
+        # json escapes a newline inside a string: every "\n" here is between lines
+        out.write(opening + json.dumps(item, indent=1).replace("\n", "\n "))
+        opening = ",\n "
+    out.write("[]\n" if opening == "[\n " else "\n]\n")
+
+
+def write_list(records: Iterable[Record], out: TextIO) -> None:
+    """The table ``gearmgr failed`` prints, a line per record as it is read."""
+    out.write(
+        f"{'ID':>7}  {'TIME':<19}  {'FUNCTION':<20} {'UNIQUE':<36} {'REASON':<11} {'SIZE':>9}\n"
+    )
+    empty = True
     for r in records:
         retried = f"  retried {r.retried}x" if r.retried else ""
-        lines.append(
+        out.write(
             f"{r.id:>7}  {_time(r.time):<19}  {clip(r.function, 20):<20} {clip(r.unique, 36):<36}"
-            f" {r.reason:<11} {r.size:>9}{retried}"
+            f" {r.reason:<11} {r.size:>9}{retried}\n"
         )
-    if len(lines) == 1:
-        lines.append("(no failed jobs recorded)")
-    return "\n".join(lines) + "\n"
+        empty = False
+    if empty:
+        out.write("(no failed jobs recorded)\n")
 
 
 def cmd_show(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
@@ -231,9 +247,8 @@ def format_record(r: Record) -> str:
 
 def cmd_retry(store: FailedJobs, args: argparse.Namespace, out: TextIO) -> int:
     if args.all:
-        records = store.records(function=args.function, errors=False)
-        records = [r for r in records if not r.retried]
-        ids = sorted(r.id for r in records)
+        records = store.iter_records(function=args.function, errors=False)
+        ids = sorted(r.id for r in records if not r.retried)
     else:
         ids = list(dict.fromkeys(args.ids))
     known = set(store.ids())  # each workload is read when it is submitted: one at a time

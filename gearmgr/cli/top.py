@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gearmgr.cli import cells
 from gearmgr.cli import topframe as tf
 from gearmgr.errors import ExitCode
 from gearmgr.ops.control import ControlError, request
@@ -185,7 +186,9 @@ class Top:
             # the bottom-right cell cannot be written without scrolling: leave it
             last = y == height - 1
             try:
-                self.screen.addstr(y, 0, text[: width - 1] if last else text, self.styles[style])
+                self.screen.addstr(
+                    y, 0, cells.cut(text, width - 1) if last else text, self.styles[style]
+                )
             except curses.error:
                 pass
         self.screen.noutrefresh()

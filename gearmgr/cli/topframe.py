@@ -1,11 +1,12 @@
 """One frame of ``gearmgr top``, drawn from the supervisor's ``top`` answer (ops/top.py): pure,
-no terminal. Lines of exactly ``width`` characters, each with a style the curses side maps to
-attributes (``cli/top.py``), and the same lines as plain text for ``--once``.
+no terminal. Lines of exactly ``width`` terminal cells (``cli/cells.py``: a CJK character or
+an emoji in a function name takes two, a combining mark none), each with a style the curses
+side maps to attributes (``cli/top.py``), and the same lines as plain text for ``--once``.
 
 The layout fits 80x24 and uses more room when there is some: the function table takes what it
 needs up to half the rows (scrolled to keep the selection in view), the processes the rest;
 from 120 columns both tables gain columns (total jobs and failures; age, failures and slot of
-each process). ASCII only, so that a dumb terminal shows it too.
+each process). ASCII only apart from the names, so that a dumb terminal shows it too.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gearmgr.cli import cells
 from gearmgr.scoreboard import BUCKETS
 from gearmgr.units import format_duration
 
@@ -82,7 +84,7 @@ def _load(f: dict[str, Any]) -> int:
 
 
 def render(answer: dict[str, Any], width: int, height: int, view: View) -> list[Line]:
-    """Exactly ``height`` lines of exactly ``width`` characters (fewer for a tiny terminal)."""
+    """Exactly ``height`` lines of exactly ``width`` cells (fewer for a tiny terminal)."""
     width, height = max(width, 20), max(height, 3)
     lines = header(answer, width, view)
     body = height - len(lines) - 1
@@ -204,7 +206,7 @@ def _function_row(name: str, f: dict[str, Any], width: int, wide: bool, selected
     label = name + (" (broken)" if f.get("broken") else "")
     extra = f" {f.get('jobs_done', 0):>9} {f.get('jobs_failed', 0):>7}" if wide else ""
     return (
-        f"{'>' if selected else ' '} {_clip(label, w):<{w}} {procs:>8} {_count(f.get('queued')):>6}"
+        f"{'>' if selected else ' '} {cells.cell(label, w)} {procs:>8} {_count(f.get('queued')):>6}"
         f" {_count(f.get('running')):>4} {_pool(f):<11} {_rate(f.get('jobs_per_s')):>6}"
         f" {_rate(f.get('failures_per_s')):>6} {_percentile(f.get('p50')):>6}"
         f" {_percentile(f.get('p95')):>6}{extra}"
@@ -231,7 +233,7 @@ def _process_head(width: int, wide: bool) -> str:
     w = _process_cols(width, wide)
     extra = f" {'FAILED':>7} {'AGE':>8} {'SLOT':<12}" if wide else ""
     return (
-        f" {'PID':>7} {_clip('FUNCTIONS', w):<{w}} {'STATE':<8} {'JOB':>6} {'RSS':>6}"
+        f" {'PID':>7} {cells.cell('FUNCTIONS', w)} {'STATE':<8} {'JOB':>6} {'RSS':>6}"
         f" {'JOBS':>7} {'RESTART':<11}{extra}"
     )
 
@@ -268,10 +270,10 @@ def _process_row(p: dict[str, Any], now: float) -> Row:
         extra = ""
         if wide:
             age = format_duration(max(0, round(now - p["started"]))) if p.get("started") else "-"
-            extra = f" {p.get('jobs_failed', 0):>7} {age:>8} {_clip(p['key'], 12):<12}"
+            extra = f" {p.get('jobs_failed', 0):>7} {age:>8} {cells.cell(p['key'], 12)}"
         return (
-            f" {p['pid']:>7} {_clip(','.join(p['functions']), w):<{w}} {p['state']:<8}"
-            f" {job:>6} {_size(p['rss']):>6} {p['jobs']:>7} {_clip(restart, 11):<11}{extra}"
+            f" {p['pid']:>7} {cells.cell(','.join(p['functions']), w)} {p['state']:<8}"
+            f" {job:>6} {_size(p['rss']):>6} {p['jobs']:>7} {cells.cell(restart, 11)}{extra}"
         )
 
     return row
@@ -285,10 +287,10 @@ def _waiting_row(slot: dict[str, Any]) -> Row:
         restart = slot.get("last_exit") or "-"
         if slot.get("failures", 0) > 1:
             restart += f" x{slot['failures']}"
-        extra = f" {'':>7} {'':>8} {_clip(slot['key'], 12):<12}" if wide else ""
+        extra = f" {'':>7} {'':>8} {cells.cell(slot['key'], 12)}" if wide else ""
         return (
-            f" {'-':>7} {_clip(','.join(slot['functions']), w):<{w}} {slot['state']:<8}"
-            f" {_clip(when, 6):>6} {'-':>6} {'-':>7} {_clip(restart, 11):<11}{extra}"
+            f" {'-':>7} {cells.cell(','.join(slot['functions']), w)} {slot['state']:<8}"
+            f" {cells.clip(when, 6):>6} {'-':>6} {'-':>7} {cells.cell(restart, 11)}{extra}"
         )
 
     return row
@@ -298,12 +300,8 @@ def _waiting_row(slot: dict[str, Any]) -> Row:
 
 
 def _fit(text: str, width: int = 0) -> str:
-    """``text`` clipped or padded to exactly ``width`` characters."""
-    return text[:width].ljust(width)
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(0, width - 1)] + "~"
+    """``text`` cut or padded to exactly ``width`` terminal cells."""
+    return cells.fit(text, width)
 
 
 def _count(value: int | None) -> str:

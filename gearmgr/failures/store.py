@@ -258,15 +258,38 @@ class FailedJobs:
         limit: int | None = None,
         errors: bool = True,
     ) -> list[Record]:
-        """Records newest first; ``since``: a wall-clock time. ``errors`` False: each record's
-        ``error`` is left empty (not read: up to 64 KiB each, for a table that does not show
-        them)."""
+        """Records newest first, as a list (see :meth:`iter_records`)."""
+        return list(self.iter_records(function, since, limit, errors))
+
+    def iter_records(
+        self,
+        function: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+        errors: bool = True,
+    ) -> Iterator[Record]:
+        """Records newest first, each read from the file as it is taken (memory: one row);
+        ``since``: a wall-clock time. ``errors`` False: each record's ``error`` is left empty
+        (not read: up to 64 KiB each, for a table that does not show them)."""
         where, args = _filters(function, since)
         columns = _COLUMNS if errors else _COLUMNS.replace(" error,", " '' AS error,")
         sql = f"SELECT {columns} FROM failed{where} ORDER BY id DESC"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [Record(*row) for row in self._read(sql, args)]
+        try:  # the query runs now: a missing or unreadable file is said before any output
+            cursor = self.db.execute(sql, args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"failed_jobs {self.settings.path}: {exc}") from exc
+        return self._rows(cursor)
+
+    def _rows(self, cursor: sqlite3.Cursor) -> Iterator[Record]:
+        try:
+            for row in cursor:
+                yield Record(*row)
+        except sqlite3.Error as exc:
+            raise StoreError(f"failed_jobs {self.settings.path}: {exc}") from exc
+        finally:
+            cursor.close()
 
     def ids(self, function: str | None = None) -> list[int]:
         where, args = _filters(function, None)

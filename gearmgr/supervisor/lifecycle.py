@@ -26,10 +26,10 @@ forks, sleeps or reads the clock. The embedded gearmand's restarts use the same 
 from __future__ import annotations
 
 import enum
-import random
 from dataclasses import dataclass
 
 from gearmgr import scoreboard as sb
+from gearmgr.jitter import uniform
 from gearmgr.supervisor.plan import ProcessSpec
 
 STABLE_AFTER = 10.0  # seconds of uptime after which a death no longer counts as quick
@@ -105,7 +105,7 @@ def backoff_delay(failures: int, jitter: float = 0.1) -> float:
     if failures <= 1:
         return 0.0
     delay = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** (failures - 2))
-    return delay * random.uniform(1 - jitter, 1 + jitter)
+    return delay * uniform(1 - jitter, 1 + jitter)
 
 
 class TransitionError(RuntimeError):

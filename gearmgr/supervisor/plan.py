@@ -9,11 +9,11 @@ GearmanManager starts no dedicated processes when ``count`` > 0 and ``dedicated_
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gearmgr import jitter
 from gearmgr.config import Config, FunctionSettings
 from gearmgr.failures.store import RecordSettings
 from gearmgr.worker.spec import WorkerSpec
@@ -122,7 +122,7 @@ def worker_spec(
     files: Mapping[str, Path],
     servers: tuple[str, ...],
     slot: int,
-    jitter: Callable[[float, float], float] = random.uniform,
+    jitter: Callable[[float, float], float] = jitter.uniform,
     records: RecordSettings | None = None,
 ) -> WorkerSpec:
     """The whole of what the process that fills ``spec`` runs: ``files`` are the worker files

@@ -27,9 +27,9 @@ the results, in one write per connection and loop turn.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterable, Sequence
 
+from gearmgr import jitter
 from gearmgr.wire.protocol import Packet, PacketType
 from gearmgr.wire.session import (
     GRAB,
@@ -59,7 +59,7 @@ class PlacesSession(ServerSession):
         address: str,
         functions: Iterable[str],
         client_id: str,
-        jitter: Callable[[float, float], float] = random.uniform,
+        jitter: Callable[[float, float], float] = jitter.uniform,
         max_window: int = 1 << 20,
     ) -> None:
         super().__init__(address, functions, client_id, jitter)

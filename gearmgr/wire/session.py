@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+from gearmgr import jitter
 from gearmgr.logs import Throttle, clip
 from gearmgr.units import parse_address
 from gearmgr.wire.protocol import Decoder, Packet, PacketType, ProtocolError, encode
@@ -118,7 +118,7 @@ class ServerSession:
         address: str,
         functions: Iterable[str],
         client_id: str,
-        jitter: Callable[[float, float], float] = random.uniform,
+        jitter: Callable[[float, float], float] = jitter.uniform,
     ) -> None:
         self.address = address
         self.host, self.port = parse_address(address)
