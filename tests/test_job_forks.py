@@ -91,3 +91,4 @@ def test_the_child_of_a_fork_in_a_job_leaves_without_serving(
         except ProcessLookupError:
             pass
         proc.wait(10)
+        proc.stderr.close()  # type: ignore[union-attr]
