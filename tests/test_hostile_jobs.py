@@ -6,11 +6,23 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+
+from gearmgr import logs
 from gearmgr.wire.client import Client
 from gearmgr.worker.loop import Worker
 from tests.support import Gearmand, function_status, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _keep_the_log_label() -> Iterator[None]:
+    """Worker.run() names the process in the log: the other tests expect the label back."""
+    label = logs._label.label
+    yield
+    logs.set_label(label)
 
 
 def test_a_job_that_closes_the_connection_fd_costs_a_reconnect_not_the_worker(
