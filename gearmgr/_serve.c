@@ -25,7 +25,8 @@
  *   (handle, entry, job, outcome, start)
  *                                  a job that ran and is neither counted nor answered: outcome is
  *                                  its result (bytes) or what it raised; it failed, or a limit,
- *                                  a stop or the once-a-second refresh is due
+ *                                  a stop or the once-a-second refresh is due, or the
+ *                                  function forked and this is the child
  *   (handle, exc)                  a job counted whose answer could not be sent (exc: OSError)
  * and raises what socket.recv raises (BlockingIOError when SO_RCVTIMEO ran out). Jobs it
  * counted are in the slot's "done" word, which Python reads back.
@@ -34,7 +35,8 @@
  *   job_type   gearmgr.worker.job.Job (its __slots__, filled by offset)
  *   send_job   what the Job's status/data calls write to (Connection.send_job)
  *   end_slot   (words, state, idle, done, failed), as for count()
- *   flags      a writable buffer; flags[0] != 0: a stop was asked for (Worker.stop)
+ *   flags      a writable buffer; flags[0] != 0: a stop was asked for (Worker.stop);
+ *              flags[1] != 0: this process is the child of a fork made by a job's function
  *   gen        the quarantine list's generation word (QuarantineView.gen), compared with seen
  *   max_jobs   0: none; deadline: max_lifetime's monotonic time, 0.0: none
  * A function's entry in functions (Worker._by_name) is (handler, name, timeout, counters,
@@ -318,6 +320,11 @@ one_job(loop *L, const char *buf, ssize_t got)
         Py_DECREF(fields);
         return NULL;
     }
+    if (L->flags[1]) { /* it forked and came back here in the child, which leaves (Python) */
+        PyObject *out = Py_BuildValue("(OONNd)", f[0], entry, job, result, start);
+        Py_DECREF(fields);
+        return out;
+    }
     if (timed) { /* in time: from here on the watchdog leaves the job alone */
         PyObject *r = PyObject_CallNoArgs(L->disarm);
         if (r == NULL) {
@@ -416,7 +423,7 @@ gm_serve(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     L.n = words.len / 8;
     L.flags = (unsigned char *)flags.buf;
     L.gen = (uint64_t *)gen.buf;
-    if (flags.len < 1 || gen.len < 8) {
+    if (flags.len < 2 || gen.len < 8) {
         PyErr_SetString(PyExc_ValueError, "serve: flags or gen too short");
         goto done;
     }

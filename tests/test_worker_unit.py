@@ -67,6 +67,8 @@ def test_return_values_become_bytes():
     assert to_bytes(None) == b""
     assert to_bytes({"a": [1, 2]}) == b'{"a": [1, 2]}'
     assert to_bytes(bytearray(b"ab")) == b"ab"
+    digest = type("Digest", (bytes,), {})(b"cd")  # a subclass of bytes is bytes, not JSON
+    assert to_bytes(digest) == b"cd" and type(to_bytes(digest)) is bytes
 
 
 def test_job_api():

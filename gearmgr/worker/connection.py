@@ -147,7 +147,10 @@ class ConnectionLoop:
                 self._poll.unregister(conn.sock)
             except (KeyError, ValueError):
                 pass
-            conn.sock.close()
+            try:
+                conn.sock.close()
+            except OSError:  # its fd was closed under it (a job's os.close): nothing to close
+                pass
             conn.sock = None
             conn.reply = conn.serve = None
         self._count_connected()

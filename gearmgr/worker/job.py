@@ -119,6 +119,6 @@ def to_bytes(value: Any) -> bytes:
         return value.encode("utf-8")
     if value is None:
         return b""
-    if isinstance(value, (bytearray, memoryview)):
+    if isinstance(value, (bytes, bytearray, memoryview)):  # a bytes subclass is bytes too
         return bytes(value)
     return json.dumps(value).encode("utf-8")

@@ -118,6 +118,7 @@ class Worker(ConnectionLoop, Serving, ProcessState):
         self._stop_on_sigint = stop_on_sigint
         self._busy = False
         self._stop = False
+        self._child = False  # the child of a fork made by a job's function (worker/serving.py)
         self._reopen = False
         self._refresh_at = 0.0
         self._by_fd: dict[int, Connection] = {}
@@ -163,7 +164,7 @@ class Worker(ConnectionLoop, Serving, ProcessState):
         # Only with one server: with several, every read goes through poll() so that a busy
         # server cannot starve the others (their jobs, their keep-alive answers).
         self._direct = len(self.conns) == 1
-        self._flags = bytearray(1)  # [0]: a stop was asked for (read by the C loop)
+        self._flags = bytearray(2)  # read by the C loop: [0] a stop was asked for, [1] forked
 
     # -- public ----------------------------------------------------------------------------------
 
@@ -173,6 +174,7 @@ class Worker(ConnectionLoop, Serving, ProcessState):
         self._wakeup.install(self.stop, self._request_reopen, self._stop_on_sigint)
         self._poll.register(self._wakeup.r, select.POLLIN)
         self._slot.start(os.getpid(), self.started, current_rss())
+        self._watch_forks()
         self._failures.thread_id = threading.get_ident()
         self.limits.check_baseline()
         self._limited = bool(self.limits)
@@ -354,6 +356,8 @@ class Worker(ConnectionLoop, Serving, ProcessState):
         session = conn.session
         if ran is not None:  # it ran in C (worker/serving.py): what it returned or raised
             job, outcome, start = ran
+            if self._child:  # its function forked and came back here in the child
+                self._leave_child(job, outcome)
             if isinstance(outcome, BaseException):
                 failed, result = True, self._failed(job, outcome)  # -- failure --
             else:
@@ -391,7 +395,11 @@ class Worker(ConnectionLoop, Serving, ProcessState):
                     result = to_bytes(result)
             except BaseException as exc:  # the job fails, the process lives on
                 failed = True
+                if self._child:  # its function forked and raised here in the child
+                    self._leave_child(job, exc)
                 result = self._failed(job, exc)  # -- failure --
+            if self._child:  # its function forked and returned here in the child
+                self._leave_child(job, None)
             if timeout:  # in time: from here on the watchdog leaves the job alone
                 self._watchdog.disarm()  # type: ignore[union-attr]
         end = _monotonic()

@@ -9,15 +9,23 @@ Python loop does better: a packet that is not a job of ours, a job that failed, 
 or the once-a-second refresh that is due; with several servers, also as soon as another
 connection has something to read. This module finishes what it hands back; the job counts it
 made are read back from the scoreboard slot, which it wrote as it went.
+
+It also keeps a job's function that calls os.fork() from serving in the child: the child of a
+fork in a running Worker is marked (``_flags[1]``, read by C, and ``_child``), and a function
+that returns or raises there makes the child leave at once (os._exit), before the job is counted
+or answered: the parent's slot, connections and watchdog are not the child's to touch.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import time
+import weakref
 from select import POLLIN, POLLOUT
-from typing import Any
+from typing import Any, NoReturn
 
 from gearmgr import scoreboard as sb
 from gearmgr.failures.quarantine import View
@@ -44,9 +52,32 @@ def unsent(handle: bytes, address: str) -> None:
     )
 
 
+_running: weakref.WeakSet[Serving] = weakref.WeakSet()  # the Workers run() in this process
+
+
+def _forked() -> None:
+    """os.fork()'s child (os.register_at_fork): the Workers it inherited serve no more."""
+    for worker in _running:
+        worker._child = True
+        worker._flags[1] = 1  # the C loop hands the job back before its disarm, its count
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+def exit_code(exc: SystemExit) -> int:
+    """The status of a process that raised ``exc``, as the interpreter makes it."""
+    if exc.code is None or isinstance(exc.code, int):
+        return exc.code or 0
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
 class Serving:
     """The part of the Worker that hands busy stretches to C. The Worker provides the
     attributes below and the methods it calls."""
+
+    _child: bool
 
     jobs: int
     limits: Limits
@@ -134,6 +165,33 @@ class Serving:
             return
         if sent and self._direct:
             self._due = conn
+
+    def _watch_forks(self) -> None:
+        """This Worker runs: the child of a fork from now on is marked (see _forked)."""
+        _running.add(self)
+
+    def _leave_child(self, job: Job, outcome: bytes | BaseException | None) -> NoReturn:
+        """A job's function forked, and returned or raised in the child: the child leaves at
+        once (the job is the parent's to count and answer), with the status that SystemExit
+        asked for, 1 if it raised anything else, else 0."""
+        code = 0
+        if isinstance(outcome, SystemExit):
+            code = exit_code(outcome)
+        elif isinstance(outcome, BaseException):
+            code = 1
+            log.error(
+                "job %s: its function forked and raised in the child (pid %d)",
+                job.handle,
+                os.getpid(),
+                exc_info=outcome,
+            )
+        log.debug("job %s: the child of its function's fork leaves (%d)", job.handle, code)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (AttributeError, OSError, ValueError):
+                pass
+        os._exit(code)
 
     def _served(self, session: ServerSession) -> None:
         """The jobs C counted (the slot's done word) become the process's; the server was
