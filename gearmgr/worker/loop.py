@@ -296,16 +296,16 @@ class Worker(ConnectionLoop, Serving, ProcessState):
             handle_b, entry, unique_b, payload = got  # (a call with *got costs more)
             if not self._job(conn, handle_b, entry, unique_b, payload):
                 return
+            if (
+                (direct or not self._direct)
+                and conn.serve is not None
+                and not (self._stop or self.leaving or self._quarantine.keys)
+            ):
+                self._serve(conn)  # busy now: the jobs that follow, in C (with several
+                return  # servers, while the others have nothing)
             if not direct:  # one read per call: the next answer is due (read it directly)
                 if self._direct:
                     self._due = conn
-                elif conn.serve is not None and not (
-                    self._stop or self.leaving or self._quarantine.keys
-                ):
-                    self._serve(conn)  # several servers: in C while the others have nothing
-                return
-            if conn.serve is not None and not (self._stop or self.leaving or self._quarantine.keys):
-                self._serve(conn)  # busy now: the jobs that follow, in C
                 return
         self._decode(conn, session, got, direct)
 
@@ -354,14 +354,10 @@ class Worker(ConnectionLoop, Serving, ProcessState):
         here."""
         handler, function, timeout, counters, job_start, _ = entry
         session = conn.session
-        if ran is not None:  # it ran in C (worker/serving.py): what it returned or raised
+        outcome: Any  # what the function returned (made bytes), or what it raised
+        if ran is not None:  # it ran in C (worker/serving.py)
             job, outcome, start = ran
-            if self._child:  # its function forked and came back here in the child
-                self._leave_child(job, outcome)
-            if isinstance(outcome, BaseException):
-                failed, result = True, self._failed(job, outcome)  # -- failure --
-            else:
-                failed, result = False, outcome
+            failed = isinstance(outcome, BaseException)
         else:
             start = _monotonic()
             session.last_rx = start
@@ -388,20 +384,18 @@ class Worker(ConnectionLoop, Serving, ProcessState):
                 self._watchdog.arm(conn, handle_b, start, timeout, function, job)  # type: ignore[union-attr]
             failed = False
             try:
-                result = handler(job)
-                if result is None:
-                    result = b""
-                elif type(result) is not bytes:
-                    result = to_bytes(result)
+                outcome = handler(job)
+                if outcome is None:
+                    outcome = b""
+                elif type(outcome) is not bytes:
+                    outcome = to_bytes(outcome)
             except BaseException as exc:  # the job fails, the process lives on
-                failed = True
-                if self._child:  # its function forked and raised here in the child
-                    self._leave_child(job, exc)
-                result = self._failed(job, exc)  # -- failure --
-            if self._child:  # its function forked and returned here in the child
-                self._leave_child(job, None)
-            if timeout:  # in time: from here on the watchdog leaves the job alone
-                self._watchdog.disarm()  # type: ignore[union-attr]
+                failed, outcome = True, exc
+        if self._child:  # its function forked and came back here in the child
+            self._leave_child(job, outcome)
+        result = self._failed(job, outcome) if failed else outcome  # -- failure --
+        if timeout and ran is None:  # in time: from here on the watchdog leaves the job alone
+            self._watchdog.disarm()  # type: ignore[union-attr]
         end = _monotonic()
         # -- job end: counted in the slot, which then says IDLE (one call; in C when built) --
         self.jobs = jobs = self.jobs + 1
